@@ -1,0 +1,1 @@
+"""Built-in dataset adapters; each module registers itself with `wsolbench.registry.register_dataset`."""

@@ -1,0 +1,1 @@
+"""WSOL metrics: box extraction, accumulators, PxAP, threshold policies."""

@@ -1,0 +1,164 @@
+"""Run directories and the results table that reports read.
+
+Layout (DESIGN.md): `<output_dir>/<experiment>/<dataset>/<method>-<protocol>-seed<k>/` holding
+`config.yaml`, `log.jsonl`, `checkpoints/{last,best}.pt`, `metrics.json` and `curves.csv`.
+
+Guarantees: every file is written atomically (temp file in the same folder, then rename), so a
+crash never leaves half a file; a run directory is held by one writer at a time through an
+exclusive lock file (a second writer gets RunLockedError naming the holder's pid).
+
+`metrics.json` schema::
+
+    {"experiment", "dataset", "method", "backbone", "protocol", "seed", "trainable_params",
+     "results": [{"split": "test", "eval_protocol": "wsolevaluation",
+                  "threshold_policy": "oracle-test", "checkpoint": "last",
+                  "metrics": {"maxboxaccv2": 66.7, ...}, "thresholds": {...}}]}
+
+`load_results` flattens it into one row per (run, result entry, metric).
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+
+from wsolbench.data import atomic_write_text
+
+RUN_KEYS = ("experiment", "dataset", "method", "backbone", "protocol", "seed", "trainable_params")
+ENTRY_KEYS = ("split", "eval_protocol", "threshold_policy", "checkpoint")
+RESULT_COLUMNS = ["run_dir", *RUN_KEYS, *ENTRY_KEYS, "metric", "value"]
+
+
+class RunLockedError(RuntimeError):
+    """Another process holds the run directory."""
+
+
+def run_name(method: str, protocol: str, seed: int) -> str:
+    return f"{method}-{protocol}-seed{seed}"
+
+
+def run_path(output_dir: str | Path, experiment: str, dataset: str, method: str, protocol: str, seed: int) -> Path:
+    return Path(output_dir) / experiment / dataset / run_name(method, protocol, seed)
+
+
+class RunDir:
+    """One run's folder. Use as a context manager to hold its lock while writing."""
+
+    LOCK = ".lock"
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._lock_fd: int | None = None
+
+    # -- locking
+    def __enter__(self) -> RunDir:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+    def acquire(self) -> None:
+        self.path.mkdir(parents=True, exist_ok=True)
+        lock = self.path / self.LOCK
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            holder = lock.read_text().strip() or "?"
+            if holder.isdigit() and not _pid_alive(int(holder)):
+                lock.unlink(missing_ok=True)  # stale lock of a dead process
+                return self.acquire()
+            raise RunLockedError(
+                f"run directory {self.path} is in use by process {holder} (lock file {lock}); "
+                "wait for it to finish, or remove the lock if that process is gone"
+            ) from None
+        os.write(fd, str(os.getpid()).encode())
+        self._lock_fd = fd
+
+    def release(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+            (self.path / self.LOCK).unlink(missing_ok=True)
+
+    # -- files
+    @property
+    def checkpoints(self) -> Path:
+        return self.path / "checkpoints"
+
+    def write_text(self, name: str, text: str) -> Path:
+        target = self.path / name
+        atomic_write_text(target, text)
+        return target
+
+    def write_json(self, name: str, data: Any) -> Path:
+        return self.write_text(name, json.dumps(data, indent=2, sort_keys=False) + "\n")
+
+    def append_log(self, record: dict[str, Any]) -> None:
+        """Append one JSON line to log.jsonl (a single write of a whole line)."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        with open(self.path / "log.jsonl", "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(record) + "\n")
+
+    def save_checkpoint(self, name: str, state: dict[str, Any]) -> Path:
+        """torch.save to checkpoints/<name> through a temp file and a rename."""
+        self.checkpoints.mkdir(parents=True, exist_ok=True)
+        target = self.checkpoints / name
+        tmp = target.with_name(f".{target.name}.tmp")
+        try:
+            torch.save(state, tmp)
+            os.replace(tmp, target)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        return target
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except OSError as error:
+        return error.errno == errno.EPERM
+    return True
+
+
+def find_runs(paths: Iterable[str | Path]) -> list[Path]:
+    """Run directories (folders holding metrics.json) at or below each path, sorted."""
+    found: set[Path] = set()
+    for path in paths:
+        path = Path(path)
+        if not path.exists():
+            raise FileNotFoundError(f"{path} does not exist")
+        if (path / "metrics.json").is_file():
+            found.add(path)
+        found.update(p.parent for p in path.rglob("metrics.json"))
+    return sorted(found)
+
+
+def load_results(paths: Iterable[str | Path]) -> pd.DataFrame:
+    """One row per (run, result entry, metric), columns RESULT_COLUMNS; raises on a malformed file."""
+    rows: list[dict[str, Any]] = []
+    for run in find_runs(paths):
+        path = run / "metrics.json"
+        try:
+            data = json.loads(path.read_text())
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{path}: not valid JSON: {error}") from None
+        for key in ("method", "dataset", "results"):
+            if key not in data:
+                raise ValueError(f"{path}: missing key {key!r}")
+        base = {"run_dir": str(run), **{k: data.get(k) for k in RUN_KEYS}}
+        for i, entry in enumerate(data["results"]):
+            if "metrics" not in entry:
+                raise ValueError(f"{path}: results[{i}] has no 'metrics'")
+            info = {k: entry.get(k) for k in ENTRY_KEYS}
+            for metric, value in entry["metrics"].items():
+                rows.append({**base, **info, "metric": metric, "value": value})
+    return pd.DataFrame(rows, columns=RESULT_COLUMNS)

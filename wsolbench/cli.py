@@ -9,9 +9,13 @@ import click
 
 from wsolbench.config import ConfigError
 from wsolbench.data import MetadataError
+from wsolbench.engine.train import TrainingDiverged
+from wsolbench.method import CheckpointError
 from wsolbench.registry import DATASETS, METHODS, REPORTS, RegistryError
+from wsolbench.results import RunLockedError
 
-USER_ERRORS = (ConfigError, MetadataError, RegistryError, FileNotFoundError, ValueError)
+USER_ERRORS = (ConfigError, MetadataError, RegistryError, FileNotFoundError, ValueError, CheckpointError,
+               RunLockedError, TrainingDiverged)
 
 
 class FriendlyGroup(click.Group):
@@ -72,3 +76,213 @@ def prepare(dataset: str, source: Path | None, data_root: Path) -> None:
         f"{split} {len(prepared.split(split))}" for split in ("train", "val", "test") if prepared.has_split(split)
     )
     click.echo(f"prepared {dataset} at {prepared.root} ({counts} images)")
+
+
+def _csv(value: str | None) -> list[str] | None:
+    return [v.strip() for v in value.split(",") if v.strip()] if value else None
+
+
+def _seeds(value: str | None) -> list[int] | None:
+    try:
+        return [int(s) for s in _csv(value)] if value else None
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated integers, got {value!r}") from None
+
+
+def _user_layer(config_file: Path | None) -> tuple[dict, str]:
+    from wsolbench.config import load_yaml
+
+    return (load_yaml(config_file), str(config_file)) if config_file else ({}, "")
+
+
+def _print_metrics(path: Path) -> None:
+    import json
+
+    data = json.loads((path / "metrics.json").read_text())
+    for entry in data["results"]:
+        values = ", ".join(f"{k} {v:.2f}" for k, v in entry["metrics"].items())
+        click.echo(f"  {entry['split']} [{entry['eval_protocol']}/{entry['threshold_policy']}]: {values}")
+
+
+config_option = click.option("--config", "config_file", type=click.Path(path_type=Path), default=None,
+                             help="User config YAML (keys of the experiment config).")
+set_option = click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+                          help="Override one config key, e.g. --set train.epochs=2 (repeatable).")
+
+
+@main.command()
+@click.option("--method", required=True, help="Method name (see `list`).")
+@click.option("--dataset", default="synthetic", show_default=True)
+@click.option("--protocol", default=None, help="Training protocol: full, parameter_efficient, few_shot.")
+@click.option("--seed", type=int, default=None)
+@config_option
+@set_option
+@click.option("--experiment", default=None, help="Experiment name (the folder under output_dir).")
+@click.option("--resume", is_flag=True, help="Continue an interrupted run from checkpoints/last.pt.")
+def train(method: str, dataset: str, protocol: str | None, seed: int | None, config_file: Path | None,
+          overrides: tuple[str, ...], experiment: str | None, resume: bool) -> None:
+    """Train and evaluate one method on one dataset; prints the run directory and its metrics."""
+    from wsolbench.engine.runner import execute, plan_runs
+
+    user, source = _user_layer(config_file)
+    configs = plan_runs([method], [dataset], protocols=[protocol] if protocol else None,
+                        seeds=None if seed is None else [seed], user=user, user_source=source,
+                        overrides=list(overrides), experiment=experiment)
+    for path in execute(configs, resume=resume):
+        if _is_main_process():
+            click.echo(f"run: {path}")
+            _print_metrics(path)
+
+
+@main.command()
+@click.option("--method", required=True, help="Method name (see `list`).")
+@click.option("--dataset", default="synthetic", show_default=True)
+@click.option("--checkpoint", required=True, type=click.Path(path_type=Path),
+              help="Ours (checkpoints/*.pt) or an official SAT / TS-CAM / SCM / wsolevaluation file.")
+@click.option("--protocol", default=None, help="Evaluation protocol: wsolevaluation, sat, ts_cam, scm.")
+@click.option("--threshold-policy", default=None, help="oracle-test, fixed (with eval.thresholds) or val.")
+@config_option
+@set_option
+@click.option("--output", type=click.Path(path_type=Path), default=None, help="Folder for metrics.json etc.")
+def evaluate(method: str, dataset: str, checkpoint: Path, protocol: str | None, threshold_policy: str | None,
+             config_file: Path | None, overrides: tuple[str, ...], output: Path | None) -> None:
+    """Score a trained or published checkpoint under any evaluation protocol."""
+    from wsolbench.config import resolve
+    from wsolbench.engine.runner import evaluate_checkpoint
+
+    extra = [f"eval.protocol={protocol}"] if protocol else []
+    extra += [f"eval.threshold_policy={threshold_policy}"] if threshold_policy else []
+    user, source = _user_layer(config_file)
+    config = resolve(method=method, dataset=dataset, user=user, user_source=source,
+                     overrides=[*overrides, *extra])
+    path = evaluate_checkpoint(config, checkpoint, output)
+    if _is_main_process():
+        click.echo(f"evaluation: {path}")
+        _print_metrics(path)
+
+
+@main.command()
+@click.option("--methods", default=None, help="Comma-separated methods (default: all registered).")
+@click.option("--dataset", "--datasets", "datasets", default=None, help="Comma-separated datasets.")
+@click.option("--protocols", default=None, help="Comma-separated training protocols (default: full).")
+@click.option("--seeds", default=None, help="Comma-separated seeds (default: 0).")
+@config_option
+@set_option
+@click.option("--experiment", default=None, help="Experiment name (the folder under output_dir).")
+@click.option("--resume", is_flag=True, help="Keep finished runs, continue interrupted ones.")
+def run(methods: str | None, datasets: str | None, protocols: str | None, seeds: str | None,
+        config_file: Path | None, overrides: tuple[str, ...], experiment: str | None, resume: bool) -> None:
+    """Plan → train → evaluate → table for every method × dataset × protocol × seed.
+
+    With no --methods and no --dataset this is the embedded default benchmark: every method on the
+    synthetic dataset with tiny backbones (wsolbench/engine/default_run.yaml), minutes on a CPU.
+    """
+    import time
+
+    from wsolbench.engine.runner import default_run, execute, markdown_table, plan_runs, summary_table
+
+    base = None
+    method_list, dataset_list = _csv(methods), _csv(datasets)
+    plan: dict = {}
+    if method_list is None and dataset_list is None:
+        embedded = default_run()
+        plan, base = embedded["plan"], embedded["base"]
+    method_list = method_list or plan.get("methods") or METHODS.names()
+    dataset_list = dataset_list or plan.get("datasets") or ["synthetic"]
+    user, source = _user_layer(config_file)
+    configs = plan_runs(method_list, dataset_list,
+                        protocols=_csv(protocols) or plan.get("protocols") or ["full"],
+                        seeds=_seeds(seeds) or plan.get("seeds") or [0], user=user, user_source=source,
+                        overrides=list(overrides), experiment=experiment or plan.get("experiment"), base=base)
+    started = time.perf_counter()
+    paths = execute(configs, resume=resume)
+    if _is_main_process():
+        click.echo(markdown_table(summary_table(paths)))
+        click.echo(f"{len(paths)} run(s) in {time.perf_counter() - started:.0f} s; "
+                   f"table written to {paths[0].parents[1] / 'summary.md'} (+ .csv)")
+
+
+def _is_main_process() -> bool:
+    import os
+
+    return os.environ.get("RANK", "0") == "0"
+
+
+@main.command()
+@click.argument("runs_dir", type=click.Path(path_type=Path, exists=True, file_okay=False))
+@click.option("--style", type=click.Choice(["paper", "plain"]), default="paper", show_default=True,
+              help="paper: classic WSOL columns, display names, best in bold; plain: every metric, raw keys.")
+@click.option("--with-paper", is_flag=True, help="Add the published numbers (reports/references.yaml) and Δ.")
+@click.option("--out", type=click.Path(path_type=Path), default=None, help="Output folder [RUNS_DIR/report].")
+@click.option("--protocol", default=None, help="Eval protocol entry to tabulate [each run's own].")
+@click.option("--threshold-policy", default=None, help="Threshold policy entry to tabulate [each run's own].")
+def report(runs_dir: Path, style: str, with_paper: bool, out: Path | None, protocol: str | None,
+           threshold_policy: str | None) -> None:
+    """Tables (Markdown printed; .tex/.csv/.md), figures (PNG+PDF) and index.html for RUNS_DIR."""
+    from wsolbench.reports.report import build_report
+
+    result = build_report(runs_dir, style=style, with_paper=with_paper, out=out, protocol=protocol,
+                          threshold_policy=threshold_policy)
+    click.echo(result.markdown)
+    click.echo(f"report written to {result.out / 'index.html'} ({len(result.files)} files)")
+
+
+@main.command()
+@click.option("--method", default="sat", show_default=True, help="Method to ablate.")
+@click.option("--dataset", default="synthetic", show_default=True)
+@click.option("--grid", "grids", multiple=True, metavar="KEY=V1,V2",
+              help="Config key and values (repeatable; cartesian product). Default for sat: the loss grid "
+                   "(use_area_loss × use_norm_loss) and an area_threshold sweep.")
+@click.option("--seeds", default="0", show_default=True, help="Comma-separated seeds per cell.")
+@config_option
+@set_option
+@click.option("--experiment", default=None, help="Experiment name [ablation-<method>-<dataset>].")
+@click.option("--resume", is_flag=True, help="Keep finished cells, continue interrupted ones.")
+def ablate(method: str, dataset: str, grids: tuple[str, ...], seeds: str, config_file: Path | None,
+           overrides: tuple[str, ...], experiment: str | None, resume: bool) -> None:
+    """Run an ablation grid through the engine, then write its table (md/csv/tex) and bar chart."""
+    from wsolbench.reports import ablation
+    from wsolbench.reports.tables import PAPER
+
+    studies = [ablation.parse_grid(list(grids))] if grids else ablation.default_studies(method)
+    user, source = _user_layer(config_file)
+    manifest = ablation.run_ablation(method, dataset, studies, overrides=list(overrides), experiment=experiment,
+                                     seeds=_seeds(seeds), user=user, user_source=source, resume=resume)
+    if _is_main_process():
+        out = manifest.parent / "report"
+        result = ablation.write_outputs(ablation.load_manifest(manifest), out, PAPER)
+        click.echo(result.markdown)
+        click.echo(f"ablation written to {out} (manifest {manifest})")
+
+
+@main.command()
+@click.option("--scoremaps", required=True, type=click.Path(path_type=Path, file_okay=False, exists=True),
+              help="Folder of <image_id>.npy maps (wsolevaluation layout), 224x224, values in [0, 1].")
+@click.option("--metadata", "metadata_dir", required=True,
+              type=click.Path(path_type=Path, file_okay=False, exists=True),
+              help="A metadata split folder, e.g. datasets/wsolevaluation/metadata/CUB/test.")
+@click.option("--metric", type=click.Choice(["maxboxacc", "maxboxaccv2", "pxap"]), default="maxboxaccv2",
+              show_default=True)
+@click.option("--cam-curve-interval", type=float, default=0.001, show_default=True,
+              help="Threshold step Δ: thresholds arange(0, 1, Δ).")
+@click.option("--iou-thresholds", default="30,50,70", show_default=True, help="Comma-separated δ in percent.")
+@click.option("--mask-root", type=click.Path(path_type=Path, file_okay=False), default=None,
+              help="Folder the mask paths of localization.txt are relative to (pxap).")
+@click.option("--output", required=True, type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--workers", type=int, default=None, help="Processes (default: all cores).")
+def score(scoremaps: Path, metadata_dir: Path, metric: str, cam_curve_interval: float, iou_thresholds: str,
+          mask_root: Path | None, output: Path, workers: int | None) -> None:
+    """Score saved maps against a metadata split (oracle-test threshold sweep) and write OUT.json."""
+    from wsolbench.metrics.score import score as run_score
+    from wsolbench.metrics.score import write_score
+
+    try:
+        deltas = [int(d) for d in iou_thresholds.split(",")]
+    except ValueError:
+        raise click.BadParameter(f"expected integers like 30,50,70, got {iou_thresholds!r}",
+                                 param_hint="--iou-thresholds") from None
+    record = run_score(scoremaps, metadata_dir, metric, cam_curve_interval, deltas, mask_root, workers)
+    write_score(record, output)
+    per_iou = ", ".join(f"IoU{d} {v:.2f}" for d, v in record["per_iou"].items())
+    click.echo(f"{metric} = {record['value']:.2f}" + (f" ({per_iou})" if per_iou else "")
+               + f" over {record['num_images']} images -> {output}")

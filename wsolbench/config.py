@@ -1,8 +1,10 @@
 """Typed experiment configuration and its layering.
 
     defaults (the dataclasses below)
-      ← method YAML (`methods/<method>.yaml`: `defaults:` then `datasets: {<dataset>: ...}`)
+      ← method YAML (`methods/<method>.yaml`: `defaults:` then `datasets: {<dataset>: ...}`,
+        then `backbones: {<backbone>: {defaults:, datasets:}}` for the resolved backbone)
       ← dataset YAML (`datasets/<dataset>.yaml`, optional)
+      ← `base` (the embedded `bench.py run` recipe, when given)
       ← user YAML (`--config file.yaml`)
       ← `--set a.b=c` overrides, applied in order
 
@@ -68,6 +70,7 @@ class TrainConfig:
     amp: str = "auto"
     compile: bool = False
     clip_grad: float | None = None
+    checkpoint_every_steps: int = 0  # also save last.pt every n optimizer steps (0: at epoch ends only)
 
 
 @dataclass
@@ -86,6 +89,7 @@ class EvalConfig:
     thresholds: list[float] = field(default_factory=list)
     batch_size: int = 64
     ten_crop: bool = False
+    checkpoint: str = "last"  # which checkpoint the final test evaluation scores (best = val-selected)
 
 
 @dataclass
@@ -107,6 +111,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "train.amp": ("auto", "off", "bf16", "fp16"),
     "protocol.name": ("full", "parameter_efficient", "few_shot"),
     "eval.threshold_policy": ("oracle-test", "fixed", "val"),
+    "eval.checkpoint": ("last", "best"),
     "device": ("auto", "cpu", "cuda"),
 }
 
@@ -241,12 +246,33 @@ def method_layer(method: str, dataset: str) -> tuple[dict[str, Any], str]:
     if not path.is_file():
         return {}, str(path)
     data = load_yaml(path)
-    unknown = set(data) - {"defaults", "datasets"}
+    unknown = set(data) - {"defaults", "datasets", "backbones"}
     if unknown:
-        raise ConfigError(f"{path}: unknown top-level key {sorted(unknown)[0]!r}; expected defaults, datasets")
+        raise ConfigError(
+            f"{path}: unknown top-level key {sorted(unknown)[0]!r}; expected defaults, datasets, backbones"
+        )
     layer = copy.deepcopy(data.get("defaults") or {})
     _deep_update(layer, (data.get("datasets") or {}).get(dataset) or {})
     return layer, str(path)
+
+
+def backbone_layer(method: str, dataset: str, backbone: str | None) -> tuple[dict[str, Any], str]:
+    """Per-backbone recipe from methods/<method>.yaml, applied over `method_layer` (empty if none).
+
+    `backbones: {<backbone>: {defaults: ..., datasets: {<dataset>: ...}}}` (e.g. CAM's lr and
+    weight decay differ per backbone and dataset, cam.md §5).
+    """
+    path = plugin_yaml("methods", method)
+    if backbone is None or not path.is_file():
+        return {}, str(path)
+    entry = (load_yaml(path).get("backbones") or {}).get(backbone) or {}
+    unknown = set(entry) - {"defaults", "datasets"}
+    if unknown:
+        raise ConfigError(f"{path}: backbones.{backbone}: unknown key {sorted(unknown)[0]!r}; "
+                          "expected defaults, datasets")
+    layer = copy.deepcopy(entry.get("defaults") or {})
+    _deep_update(layer, (entry.get("datasets") or {}).get(dataset) or {})
+    return layer, f"{path} (backbones.{backbone})"
 
 
 def _deep_update(base: dict[str, Any], update: dict[str, Any]) -> None:
@@ -268,7 +294,8 @@ def resolve(
 ) -> ExperimentConfig:
     """Layer everything into one validated ExperimentConfig (see the module docstring).
 
-    `base` is a mapping applied right after the defaults (the embedded `run` defaults use it);
+    `base` is a mapping applied after the method and dataset YAML layers and before the user
+    layers (the embedded `run` defaults use it: a tiny recipe that replaces the cards' recipes);
     `method` / `dataset` override what the user layers name.
     """
     user = copy.deepcopy(user or {})
@@ -281,13 +308,16 @@ def resolve(
     dataset_name = dataset or (probe.get("dataset") or {}).get("name") or DatasetConfig.name
 
     config = ExperimentConfig()
-    if base:
-        merge(config, base, "run defaults: ")
     layer, source = method_layer(method_name, dataset_name)
+    merge(config, layer, f"{source}: ")
+    backbone_name = (probe.get("method") or {}).get("backbone") or config.method.backbone
+    layer, source = backbone_layer(method_name, dataset_name, backbone_name)
     merge(config, layer, f"{source}: ")
     dataset_yaml = plugin_yaml("datasets", dataset_name)
     if dataset_yaml.is_file():
         merge(config, load_yaml(dataset_yaml), f"{dataset_yaml}: ")
+    if base:
+        merge(config, base, "run defaults: ")
     merge(config, user, f"{user_source}: " if user_source else "")
     for assignment, layer in zip(overrides, set_layers):
         merge(config, layer, f"--set {assignment}: ")
@@ -326,7 +356,8 @@ def validate(config: ExperimentConfig) -> None:
         if get_key(config, key) <= 0:
             raise ConfigError(f"{key}: must be positive, got {get_key(config, key)}")
     for key in ["train.lr", "train.weight_decay", "train.min_lr", "train.warmup_epochs",
-                "dataset.val_per_class", "protocol.shots", "protocol.trainable_blocks"]:
+                "dataset.val_per_class", "protocol.shots", "protocol.trainable_blocks",
+                "train.checkpoint_every_steps", "dataset.num_workers"]:
         if get_key(config, key) < 0:
             raise ConfigError(f"{key}: must be ≥ 0, got {get_key(config, key)}")
     if config.dataset.resize_size < config.dataset.crop_size:
@@ -343,6 +374,8 @@ def validate(config: ExperimentConfig) -> None:
             raise ConfigError(f"eval.thresholds[{i}]: must lie in [0, 1), got {tau}")
     if config.eval.threshold_policy == "fixed" and not config.eval.thresholds:
         raise ConfigError("eval.thresholds: the 'fixed' threshold policy needs at least one threshold")
+    if config.train.schedule == "step" and config.train.lr_decay_every <= 0:
+        raise ConfigError("train.lr_decay_every: the 'step' schedule needs a positive decay interval")
     if config.protocol.name == "few_shot" and config.protocol.shots <= 0:
         raise ConfigError("protocol.shots: the few_shot protocol needs images per class > 0")
 

@@ -109,13 +109,13 @@ def read_metadata(split_dir: str | Path, num_classes: int | None = None) -> Meta
     if not ids_path.is_file():
         raise MetadataError(f"{ids_path}: missing (every split needs image_ids.txt)")
     image_ids: list[str] = []
-    known: set[str] = set()
+    known: dict[str, int] = {}  # image id → its line in image_ids.txt
     for n, line in _lines(ids_path):
         if "," in line:
             raise MetadataError(f"{ids_path}:{n}: expected one image id per line, got {line!r}")
         if line in known:
             raise MetadataError(f"{ids_path}:{n}: duplicate image id {line!r}")
-        known.add(line)
+        known[line] = n
         image_ids.append(line)
 
     def check_known(path: Path, n: int, image_id: str) -> None:
@@ -141,7 +141,10 @@ def read_metadata(split_dir: str | Path, num_classes: int | None = None) -> Meta
         labels[image_id] = label
     unlabelled = [i for i in image_ids if i not in labels]
     if unlabelled:
-        raise MetadataError(f"{labels_path}: no label for {len(unlabelled)} image(s), first {unlabelled[0]!r}")
+        raise MetadataError(
+            f"{labels_path}: no label for {len(unlabelled)} image(s), first {unlabelled[0]!r} "
+            f"(listed at {ids_path}:{known[unlabelled[0]]})"
+        )
 
     sizes: dict[str, tuple[int, int]] = {}
     sizes_path = split_dir / "image_sizes.txt"

@@ -1,0 +1,217 @@
+"""SAT: Spatial-Aware Token for WSOL (Wu et al., ICCV 2023), per the method card sat.md §1-§3, §7.
+
+Tokens are [cls, patches (row-major), spa] with position embeddings concat(pos_embed, loc_embed).
+In each of the last K = `spatial_blocks` blocks (spatial-query attention, §1.4) the spatial token's
+query row gives per-key logits; m = sigmoid(mean over heads) scales every key column of the
+post-softmax attention, done here as value scaling inside fused SDPA (§1.5, exact). The map M is
+the mean of those K masks on the patch keys, reshaped to the patch grid (§1.6). The head is
+LN → patch tokens → Conv3x3 → global average pool (§1.7). The earlier blocks' masks feed nothing,
+so they are not computed (quirk Q14, clean mode).
+
+Losses (§2): cls = CE; area = |mean_b mean_cells M − area_threshold| (batch area loss, unsmoothed M);
+norm = mean of G⋆M·(1 − G⋆M) with the card's fixed 3x3 kernel G (§1.8, zero padding); total =
+cls + area + norm, all weights 1. Ā is the mean over the batch the loss sees: under DDP that is
+each rank's batch, as in the official ImageNet script (quirk Q7); on one device, the whole batch.
+`use_area_loss` / `use_norm_loss` switch a term off for ablations: a switched-off term is left out
+of the returned dict and of the total.
+
+State-dict keys are the official ones (§1.11): cls_token, loc_token, pos_embed, loc_embed, weight
+(the fixed kernel), patch_embed.*, blocks.*, norm.*, head.*; official checkpoints load unchanged.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+from timm.layers import trunc_normal_
+from timm.models.vision_transformer import Attention
+from torch import Tensor, nn
+from wsolbench.methods.vit import (
+    ViTBackbone,
+    block_forward,
+    fused_attention,
+    plain_attention,
+    query_row_logits,
+    split_qkv,
+)
+
+from wsolbench.method import PROTOCOLS, Localization, MethodOutput, ParamGroup, WSOLMethod
+from wsolbench.registry import register_method
+
+
+def gaussian_kernel(kernlen: int = 3, nsig: float = 6.0) -> Tensor:
+    """The card's smoothing kernel (§1.8), (1, 1, k, k) float32, summing to 1.
+
+    1-D weights are differences of the standard-normal CDF at `kernlen + 1` equally spaced edges
+    over [-nsig - interval/2, nsig + interval/2], interval = (2·nsig + 1)/kernlen; the 2-D kernel is
+    the element-wise square root of their outer product, normalized.
+    """
+    interval = (2 * nsig + 1) / kernlen
+    edges = torch.linspace(-nsig - interval / 2, nsig + interval / 2, kernlen + 1, dtype=torch.float64)
+    cdf = 0.5 * (1 + torch.erf(edges / math.sqrt(2)))
+    k1 = cdf.diff()
+    k2 = torch.outer(k1, k1).sqrt()
+    return (k2 / k2.sum()).float().view(1, 1, kernlen, kernlen)
+
+
+@register_method("sat")
+class SAT(WSOLMethod):
+    """SAT on a timm ViT/DeiT; any grid and depth ≥ `spatial_blocks` (the card's K = 3 last blocks).
+
+    `localize` returns the class-agnostic map M (B, h, w) in (0, 1), unsmoothed; `class_ids` is
+    ignored because SAT has one foreground map per image, not one per class.
+    """
+
+    name: ClassVar[str] = "sat"
+    default_backbone: ClassVar[str] = "deit_small_patch16_224"
+    backbones: ClassVar[tuple[str, ...]] = (
+        "deit_tiny_patch16_224",
+        "deit_small_patch16_224",
+        "deit_base_patch16_224",
+    )
+    default_hparams: ClassVar[dict[str, Any]] = {
+        "area_threshold": 0.25,
+        "use_area_loss": True,
+        "use_norm_loss": True,
+        "spatial_blocks": 3,
+    }
+
+    def __init__(
+        self,
+        *,
+        num_classes: int,
+        backbone: str,
+        pretrained: bool | str,
+        img_size: int | None,
+        drop_path_rate: float | None,
+        backbone_kwargs: dict[str, Any],
+        area_threshold: float,
+        use_area_loss: bool,
+        use_norm_loss: bool,
+        spatial_blocks: int,
+    ) -> None:
+        super().__init__()
+        vit = ViTBackbone(
+            backbone, img_size=img_size, drop_path_rate=drop_path_rate, pretrained=pretrained,
+            backbone_kwargs=backbone_kwargs,
+        )
+        if not 1 <= spatial_blocks <= vit.depth:
+            raise ValueError(f"sat: spatial_blocks must be in 1..{vit.depth}, got {spatial_blocks}")
+        if not 0.0 <= area_threshold <= 1.0:
+            raise ValueError(f"sat: area_threshold must be in [0, 1], got {area_threshold}")
+        dim = vit.embed_dim
+        # Registration order gives the official key order (§1.11).
+        self.cls_token = vit.cls_token
+        self.loc_token = nn.Parameter(torch.zeros(1, 1, dim))
+        self.pos_embed = vit.pos_embed
+        self.loc_embed = nn.Parameter(torch.zeros(1, 1, dim))
+        self.weight = nn.Parameter(gaussian_kernel(), requires_grad=False)
+        self.patch_embed = vit.patch_embed
+        self.pos_drop = vit.pos_drop
+        self.blocks = vit.blocks
+        self.norm = vit.norm
+        self.head = nn.Conv2d(dim, num_classes, kernel_size=3, padding=1)  # PyTorch default init (Q13)
+        trunc_normal_(self.loc_token, std=0.02)
+        trunc_normal_(self.loc_embed, std=0.02)
+
+        self.num_classes = num_classes
+        self.embed_dim = dim
+        self.depth = vit.depth
+        self.grid_size = vit.grid_size
+        self.num_patches = vit.num_patches
+        self.area_threshold = float(area_threshold)
+        self.use_area_loss = bool(use_area_loss)
+        self.use_norm_loss = bool(use_norm_loss)
+        self.spatial_blocks = int(spatial_blocks)
+
+    def tokens(self, images: Tensor) -> Tensor:
+        """(B, P+2, D): [cls, patches, spa] plus concat(pos_embed, loc_embed), after pos_drop."""
+        patches = self.patch_embed(images)
+        batch = patches.shape[0]
+        cls, spa = self.cls_token.expand(batch, -1, -1), self.loc_token.expand(batch, -1, -1)
+        x = torch.cat([cls, patches, spa], dim=1)
+        return self.pos_drop(x + torch.cat([self.pos_embed, self.loc_embed], dim=1))
+
+    def forward(self, images: Tensor) -> MethodOutput:
+        """logits (B, C) and extras["maps"]: M (B, h, w), the mean of the last K SQA masks on patches."""
+        x = self.tokens(images)
+        masks: list[Tensor] = []
+        first_spatial = self.depth - self.spatial_blocks
+        for index, block in enumerate(self.blocks):
+            attention = plain_attention if index < first_spatial else _spatial_query_attention(masks)
+            x = block_forward(block, x, attention)
+        batch = x.shape[0]
+        h, w = self.grid_size
+        maps = torch.stack(masks).mean(0)[:, 1 : 1 + self.num_patches].reshape(batch, h, w)
+        patches = self.norm(x)[:, 1 : 1 + self.num_patches]
+        features = patches.transpose(1, 2).reshape(batch, self.embed_dim, h, w)
+        logits = self.head(features).mean(dim=(2, 3))
+        return MethodOutput(logits=logits, extras={"maps": maps})
+
+    def smooth(self, maps: Tensor) -> Tensor:
+        """G ⋆ M with the fixed kernel and zero padding, (B, h, w)."""
+        return F.conv2d(maps[:, None], self.weight.to(maps.dtype), padding=1)[:, 0]
+
+    def loss(self, output: MethodOutput, labels: Tensor) -> dict[str, Tensor]:
+        """{"loss", "cls", "area", "norm"}; a term switched off by its hparam is absent and not summed."""
+        maps = output.extras["maps"]
+        terms = {"cls": F.cross_entropy(output.logits, labels)}
+        if self.use_area_loss:
+            terms["area"] = (maps.mean(dim=(1, 2)).mean() - self.area_threshold).abs()
+        if self.use_norm_loss:
+            smoothed = self.smooth(maps)
+            terms["norm"] = (smoothed * (1 - smoothed)).mean()
+        terms["loss"] = sum(terms.values())
+        return terms
+
+    @torch.no_grad()
+    def localize(self, images: Tensor, class_ids: Tensor | None = None) -> Localization:
+        """logits and M (B, h, w) in (0, 1), unsmoothed; class-agnostic, so `class_ids` is ignored."""
+        output = self(images)
+        return Localization(logits=output.logits, maps=output.extras["maps"])
+
+    def param_groups(self, protocol: str, trainable_blocks: int = 0) -> list[ParamGroup]:
+        """Groups "decay" (≥2-D weights, tokens and pos-embeds included: quirk Q4, paper-compatible)
+        and "no_decay" (1-D or `.bias`). The fixed kernel `weight` never trains.
+
+        full / few_shot: everything else. parameter_efficient: loc_token, loc_embed, head and the
+        last `trainable_blocks` blocks (0..depth).
+        """
+        named = [(n, p) for n, p in self.named_parameters() if n != "weight"]
+        if protocol == "parameter_efficient":
+            if not 0 <= trainable_blocks <= self.depth:
+                raise ValueError(
+                    f"sat: trainable_blocks must be in 0..{self.depth} (the depth), got {trainable_blocks}"
+                )
+            prefixes = ("loc_token", "loc_embed", "head.") + tuple(
+                f"blocks.{i}." for i in range(self.depth - trainable_blocks, self.depth)
+            )
+            named = [(n, p) for n, p in named if n.startswith(prefixes)]
+        elif protocol not in ("full", "few_shot"):
+            raise ValueError(f"sat: unknown protocol {protocol!r}; valid: {', '.join(PROTOCOLS)}")
+        decayed = {n for n, p in named if p.ndim > 1 and not n.endswith(".bias")}
+        decay = [(n, p) for n, p in named if n in decayed]
+        no_decay = [(n, p) for n, p in named if n not in decayed]
+        return [ParamGroup("decay", decay), ParamGroup("no_decay", no_decay, weight_decay=False)]
+
+    def adapt_state_dict(self, state_dict: dict[str, Tensor]) -> dict[str, Tensor]:
+        """Official checkpoints carry `weight` (the fixed kernel); one without it gets ours (§1.11)."""
+        if "weight" not in state_dict:
+            state_dict = {**state_dict, "weight": self.weight.detach().clone()}
+        return state_dict
+
+
+def _spatial_query_attention(masks: list[Tensor]) -> Callable[[Attention, Tensor], Tensor]:
+    """SQA (§1.4-§1.5): m = sigmoid(mean_h q_spa·kᵀ/√d) over all keys scales each value row; appends m."""
+
+    def attention(attn: Attention, x: Tensor) -> Tensor:
+        q, k, v = split_qkv(attn, x)
+        mask = torch.sigmoid(query_row_logits(attn, q, k, row=-1).mean(dim=1))
+        masks.append(mask)
+        return fused_attention(attn, q, k, v, value_scale=mask)
+
+    return attention

@@ -1,0 +1,206 @@
+"""TS-CAM (Gao et al., ICCV 2021): token semantic coupled attention maps (ts_cam.md §1–§3).
+
+- Semantic-aware maps S (B, C, h, w): the final-LN patch tokens as a (B, D, h, w) map through a
+  3x3 conv head (PyTorch default init); logits = GAP(S). The cls token's output is discarded.
+- Semantic-agnostic attention a (B, h, w): for every block, the cls-query row of the post-softmax
+  attention, averaged over heads, keys 1..P kept (not renormalized), summed over all blocks.
+  The row is computed explicitly next to the fused SDPA call, with the softmax in fp32 (§1.7).
+- Coupled map of class c: a ⊙ S_c on the grid, unrectified and unnormalized (§1.5).
+
+Official checkpoints (`{"epoch", "state_dict", "best_map"}`, `module.` prefix, timm-style keys plus
+`head.*`) load strictly through `load_checkpoint`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar
+
+import timm
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from wsolbench.methods.vit import (
+    ViTBackbone,
+    _read_weight_file,
+    attention_with_row,
+    block_forward,
+    plain_attention,
+)
+
+from wsolbench.method import PROTOCOLS, Localization, MethodOutput, ParamGroup, WSOLMethod
+from wsolbench.registry import register_method
+
+DROP_PATH_RATE = 0.1  # the official scripts' argparse default (ts_cam.md §1.1, scm.md §1.1)
+TRANSFORMER_BACKBONES = ("deit_tiny_patch16_224", "deit_small_patch16_224", "deit_base_patch16_224")
+NO_DECAY_NAMES = ("pos_embed", "cls_token")
+
+
+@register_method("ts_cam")
+class TSCAM(WSOLMethod):
+    """TS-CAM on a timm ViT/DeiT; state_dict keys are the official ones (timm ViT keys + `head.*`)."""
+
+    name: ClassVar[str] = "ts_cam"
+    default_hparams: ClassVar[dict[str, Any]] = {}
+    default_backbone: ClassVar[str | None] = "deit_small_patch16_224"
+    backbones: ClassVar[tuple[str, ...]] = TRANSFORMER_BACKBONES
+
+    def __init__(
+        self,
+        *,
+        num_classes: int,
+        backbone: str,
+        pretrained: bool | str = False,
+        img_size: int | None = None,
+        drop_path_rate: float | None = None,
+        backbone_kwargs: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        if num_classes < 1:
+            raise ValueError(f"{self.name}: num_classes must be ≥ 1, got {num_classes}")
+        self.num_classes = num_classes
+        self.backbone_name = backbone
+        vit = ViTBackbone(
+            backbone,
+            img_size=img_size,
+            drop_path_rate=DROP_PATH_RATE if drop_path_rate is None else drop_path_rate,
+            pretrained=pretrained,
+            backbone_kwargs=dict(backbone_kwargs or {}),
+        )
+        # Top-level timm keys in the official registration order, so checkpoints match (§2.1).
+        self.cls_token = vit.cls_token
+        self.pos_embed = vit.pos_embed
+        self.patch_embed = vit.patch_embed
+        self.pos_drop = vit.pos_drop
+        self.blocks = vit.blocks
+        self.norm = vit.norm
+        self.head = nn.Conv2d(vit.embed_dim, num_classes, kernel_size=3, padding=1)  # default init (§1.3)
+        self.embed_dim = vit.embed_dim
+        self.depth = vit.depth
+        self.grid_size = vit.grid_size
+        if pretrained:
+            self._load_classifier_bias(pretrained)
+
+    # ------------------------------------------------------------------ shared computation
+
+    def encode(self, images: Tensor, with_attention: bool) -> tuple[Tensor, Tensor | None]:
+        """S (B, C, h, w) and, if asked, a (B, h, w) = Σ_blocks head-mean cls-row attention to patches.
+
+        The attention row is differentiable; the token updates use fused SDPA either way.
+        """
+        patches = self.patch_embed(images)
+        cls = self.cls_token.expand(patches.shape[0], -1, -1)
+        x = self.pos_drop(torch.cat([cls, patches], dim=1) + self.pos_embed)
+        attention = None
+        if with_attention:
+            rows: list[Tensor] = []
+
+            def attend(attn: nn.Module, h: Tensor) -> Tensor:
+                out, logits = attention_with_row(attn, h, row=0)
+                probs = logits.to(torch.promote_types(logits.dtype, torch.float32)).softmax(dim=-1)
+                rows.append(probs.mean(dim=1)[:, 1:])
+                return out
+
+            for block in self.blocks:
+                x = block_forward(block, x, attend)
+            attention = torch.stack(rows).sum(dim=0)
+        else:
+            for block in self.blocks:
+                x = block_forward(block, x, plain_attention)
+        x = self.norm(x)
+        b, _, d = x.shape
+        gh, gw = self.grid_size
+        feature = x[:, 1:].transpose(1, 2).reshape(b, d, gh, gw)
+        semantic = self.head(feature)
+        if attention is not None:
+            attention = attention.reshape(b, gh, gw)
+        return semantic, attention
+
+    @staticmethod
+    def couple(attention: Tensor, semantic: Tensor, class_ids: Tensor) -> Tensor:
+        """attention ⊙ S_c for each image's class c: (B, h, w), with S detached (§1.5)."""
+        picked = semantic.detach()[torch.arange(semantic.shape[0], device=semantic.device), class_ids]
+        return attention * picked
+
+    def _class_ids(self, logits: Tensor, class_ids: Tensor | None) -> Tensor:
+        if class_ids is None:
+            return logits.argmax(dim=1)
+        if class_ids.shape != (logits.shape[0],):
+            raise ValueError(f"{self.name}.localize: class_ids must have shape ({logits.shape[0]},), "
+                             f"got {tuple(class_ids.shape)}")
+        return class_ids.to(logits.device).long()
+
+    # ------------------------------------------------------------------ the contract
+
+    def forward(self, images: Tensor) -> MethodOutput:
+        """logits = GAP(S); extras["semantic"] = S. No attention rows are computed (§1.4)."""
+        semantic, _ = self.encode(images, with_attention=False)
+        return MethodOutput(semantic.mean(dim=(2, 3)), {"semantic": semantic})
+
+    def loss(self, output: MethodOutput, labels: Tensor) -> dict[str, Tensor]:
+        """Plain cross-entropy on the GAP logits (§3.1)."""
+        cls = F.cross_entropy(output.logits, labels)
+        return {"loss": cls, "cls": cls}
+
+    @torch.no_grad()
+    def localize(self, images: Tensor, class_ids: Tensor | None = None) -> Localization:
+        """Logits GAP(S) and raw coupled maps a ⊙ S_c (B, h, w) for `class_ids` (top-1 when None).
+
+        The caller sets eval mode (drop path is active in training mode).
+        """
+        semantic, attention = self.encode(images, with_attention=True)
+        logits = semantic.mean(dim=(2, 3))
+        return Localization(logits, self.couple(attention, semantic, self._class_ids(logits, class_ids)))
+
+    def own_parameter_prefixes(self) -> tuple[str, ...]:
+        """Parameters this method adds to the ViT (trained under every protocol)."""
+        return ("head.",)
+
+    def param_groups(self, protocol: str, trainable_blocks: int = 0) -> list[ParamGroup]:
+        """AdamW groups of ts_cam.md §3.2: `decay` and `no_decay` (1-D parameters, biases, pos_embed,
+        cls_token), lr scale 1 for both.
+
+        - `full` / `few_shot`: every parameter.
+        - `parameter_efficient`: the method's own parts (`own_parameter_prefixes`) plus the last
+          `trainable_blocks` transformer blocks; everything else stays frozen.
+        """
+        if protocol not in PROTOCOLS:
+            raise ValueError(f"{self.name}: unknown protocol {protocol!r}; valid: {', '.join(PROTOCOLS)}")
+        named = list(self.named_parameters())
+        depth = self.depth
+        if protocol == "parameter_efficient":
+            if not 0 <= trainable_blocks <= depth:
+                raise ValueError(f"{self.name} ({self.backbone_name}): trainable_blocks must lie in "
+                                 f"[0, {depth}], got {trainable_blocks}")
+            prefixes = self.own_parameter_prefixes() + tuple(
+                f"blocks.{i}." for i in range(depth - trainable_blocks, depth))
+            named = [(n, p) for n, p in named if n.startswith(prefixes)]
+        elif trainable_blocks:
+            raise ValueError(f"{self.name}: trainable_blocks applies to parameter_efficient only, "
+                             f"not {protocol!r}")
+        no_decay = [(n, p) for n, p in named if _no_weight_decay(n, p)]
+        decay = [(n, p) for n, p in named if not _no_weight_decay(n, p)]
+        groups = [ParamGroup("decay", decay, 1.0, True), ParamGroup("no_decay", no_decay, 1.0, False)]
+        return [g for g in groups if g.params]
+
+    # ------------------------------------------------------------------ ImageNet weights
+
+    def _load_classifier_bias(self, pretrained: bool | str) -> None:
+        """Keep DeiT's classifier bias as the conv head's bias when the shapes agree (ILSVRC, §2.4).
+
+        The official loader drops `head.weight` always and `head.bias` only when its shape differs.
+        """
+        if pretrained is True:
+            if self.num_classes != 1000:  # the published DeiT classifiers are 1000-way
+                return
+            bias = timm.create_model(self.backbone_name, pretrained=True).state_dict().get("head.bias")
+        else:
+            bias = _read_weight_file(Path(pretrained)).get("head.bias")
+        if bias is not None and bias.shape == self.head.bias.shape:
+            with torch.no_grad():
+                self.head.bias.copy_(bias)
+
+
+def _no_weight_decay(name: str, param: nn.Parameter) -> bool:
+    """timm's rule as the official optimizer applied it: 1-D tensors, biases, pos_embed, cls_token."""
+    return param.ndim <= 1 or name.endswith(".bias") or name.rsplit(".", 1)[-1] in NO_DECAY_NAMES

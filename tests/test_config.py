@@ -1,0 +1,110 @@
+"""Config layering and validation: defaults ← method YAML ← dataset YAML ← user YAML ← --set."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from wsolbench import config as cfg
+from wsolbench.config import ConfigError, ExperimentConfig, merge, parse_set, resolve
+
+
+def test_parse_set_nests_and_parses_yaml_scalars() -> None:
+    assert parse_set("train.lr=1e-4") == {"train": {"lr": 1e-4}}
+    assert parse_set("eval.iou_thresholds=[30,50]") == {"eval": {"iou_thresholds": [30, 50]}}
+    assert parse_set("train.compile=true") == {"train": {"compile": True}}
+    assert parse_set("method.backbone=deit_tiny_patch16_224") == {"method": {"backbone": "deit_tiny_patch16_224"}}
+
+
+def test_parse_set_rejects_missing_equals() -> None:
+    with pytest.raises(ConfigError, match="expected key=value"):
+        parse_set("train.lr")
+
+
+def test_unknown_key_names_the_closest_valid_one() -> None:
+    config = ExperimentConfig()
+    with pytest.raises(ConfigError, match=r"unknown config key 'train\.lrr'.*did you mean 'train\.lr'"):
+        merge(config, {"train": {"lrr": 0.1}}, "x.yaml: ")
+
+
+def test_wrong_type_names_key_and_expected_type() -> None:
+    config = ExperimentConfig()
+    with pytest.raises(ConfigError, match=r"x\.yaml: train\.epochs: expected an integer, got 'many'"):
+        merge(config, {"train": {"epochs": "many"}}, "x.yaml: ")
+    with pytest.raises(ConfigError, match=r"train\.compile: expected true or false"):
+        merge(config, {"train": {"compile": "yes"}})
+
+
+def test_int_is_accepted_for_float_and_none_for_optional() -> None:
+    config = ExperimentConfig()
+    merge(config, {"train": {"lr": 1, "clip_grad": None}, "method": {"img_size": 64}})
+    assert config.train.lr == 1.0 and isinstance(config.train.lr, float)
+    assert config.train.clip_grad is None and config.method.img_size == 64
+
+
+def test_layers_apply_in_order(tmp_path, monkeypatch) -> None:
+    """Method YAML (defaults then per-dataset) ← dataset YAML ← user YAML ← --set, last wins."""
+    methods = tmp_path / "methods"
+    datasets = tmp_path / "datasets"
+    methods.mkdir()
+    datasets.mkdir()
+    (methods / "sat.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "defaults": {"train": {"lr": 0.1, "epochs": 3, "batch_size": 7}},
+                "datasets": {"synthetic": {"train": {"lr": 0.2}}},
+            }
+        )
+    )
+    (datasets / "synthetic.yaml").write_text(yaml.safe_dump({"dataset": {"crop_size": 64, "resize_size": 72}}))
+    monkeypatch.setattr(cfg, "plugin_yaml", lambda kind, name: tmp_path / kind / f"{name}.yaml")
+    monkeypatch.setattr(cfg, "validate", lambda config: None)
+    config = resolve(
+        method="sat",
+        dataset="synthetic",
+        user={"train": {"epochs": 5}},
+        user_source="user.yaml",
+        overrides=["train.batch_size=9"],
+    )
+    assert config.train.lr == 0.2  # per-dataset section beats the method defaults
+    assert config.train.epochs == 5  # user YAML beats the method YAML
+    assert config.train.batch_size == 9  # --set beats everything
+    assert config.dataset.crop_size == 64  # dataset YAML
+    assert config.method.name == "sat" and config.dataset.name == "synthetic"
+
+
+def test_unknown_key_in_method_yaml_names_the_file(tmp_path, monkeypatch) -> None:
+    (tmp_path / "methods").mkdir()
+    bad = tmp_path / "methods" / "sat.yaml"
+    bad.write_text(yaml.safe_dump({"defaults": {"train": {"epoch": 3}}}))
+    monkeypatch.setattr(cfg, "plugin_yaml", lambda kind, name: tmp_path / kind / f"{name}.yaml")
+    with pytest.raises(ConfigError, match=rf"{bad}: unknown config key 'train\.epoch'.*'train\.epochs'"):
+        resolve(method="sat", dataset="synthetic")
+
+
+def test_bad_values_fail_with_the_key(monkeypatch) -> None:
+    monkeypatch.setattr(cfg, "method_layer", lambda method, dataset: ({}, "none"))
+    cases = {
+        "train.schedule=cosin": r"train\.schedule: 'cosin' is not one of .*did you mean 'cosine'",
+        "train.epochs=0": r"train\.epochs: must be positive",
+        "eval.cam_curve_interval=1.5": r"eval\.cam_curve_interval: must lie in \(0, 1\)",
+        "eval.threshold_policy=fixed": r"eval\.thresholds: the 'fixed' threshold policy needs",
+        "protocol.name=few_shot": r"protocol\.shots: the few_shot protocol needs",
+    }
+    for assignment, message in cases.items():
+        with pytest.raises(ConfigError, match=message):
+            resolve(method="center", dataset="synthetic", overrides=[assignment])
+
+
+def test_unknown_method_and_hparam_are_named(monkeypatch) -> None:
+    monkeypatch.setattr(cfg, "method_layer", lambda method, dataset: ({}, "none"))
+    with pytest.raises(ConfigError, match=r"method\.name: unknown method 'sta'.*did you mean 'sat'"):
+        resolve(method="sta", dataset="synthetic")
+    with pytest.raises(ConfigError, match=r"method\.hparams\.area_treshold.*did you mean 'area_threshold'"):
+        resolve(method="sat", dataset="synthetic", overrides=["method.hparams.area_treshold=0.3"])
+
+
+def test_resolved_config_round_trips_through_yaml() -> None:
+    config = resolve(method="sat", dataset="synthetic", overrides=["train.lr=0.003", "seed=4"])
+    again = cfg.from_dict(yaml.safe_load(cfg.dump(config)), "config.yaml: ")
+    assert again == config

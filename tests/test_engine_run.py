@@ -1,0 +1,151 @@
+"""End-to-end runs in process on the toy method and dataset: files, determinism, policies, errors."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from click.testing import CliRunner
+from engine_toy import TOY, make_dataset, overrides
+
+from wsolbench.cli import main
+from wsolbench.config import ConfigError
+from wsolbench.engine.runner import execute, plan_runs
+from wsolbench.engine.train import TrainingDiverged
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data")
+    make_dataset(root / "synthetic")
+    return root
+
+
+def run(data_root, out, protocols=("full",), seeds=(0,), **extra):
+    configs = plan_runs([TOY], ["synthetic"], protocols=list(protocols), seeds=list(seeds),
+                        overrides=overrides(data_root, out, **extra))
+    return execute(configs)
+
+
+def test_run_writes_every_file(data_root, tmp_path) -> None:
+    (path,) = run(data_root, tmp_path, **{"eval.threshold_policy": "val"})
+    assert path == tmp_path / "toy" / "synthetic" / f"{TOY}-full-seed0"
+    for name in ("config.yaml", "log.jsonl", "checkpoints/last.pt", "checkpoints/best.pt", "metrics.json",
+                 "curves.csv", "samples.npz"):
+        assert (path / name).is_file(), name
+    assert not (path / ".lock").exists()
+    log = [json.loads(line) for line in (path / "log.jsonl").read_text().splitlines()]
+    steps = [r for r in log if r.get("kind") != "epoch"]
+    assert [r["step"] for r in steps] == list(range(1, 9))  # 16 images / batch 4 × 2 epochs
+    assert all({"step", "epoch", "lr", "images_per_s", "loss", "ce"} <= set(r) for r in log)
+    epochs = [r for r in log if r.get("kind") == "epoch"]
+    assert [r["epoch"] for r in epochs] == [1, 2] and "val_maxboxaccv2" in epochs[0]
+
+    metrics = json.loads((path / "metrics.json").read_text())
+    assert metrics["method"] == TOY and metrics["protocol"] == "full" and metrics["seed"] == 0
+    assert metrics["trainable_params"] == sum(p.numel() for p in torch.load(
+        path / "checkpoints/last.pt", weights_only=True)["model"].values())
+    keys = [(e["split"], e["threshold_policy"]) for e in metrics["results"]]
+    assert keys == [("val", "oracle-test"), ("test", "oracle-test"), ("test", "val")]
+    val, oracle, frozen = metrics["results"]
+    assert {"maxboxacc", "maxboxaccv2", "top1_loc", "top1_cls", "gt_known_loc"} <= set(oracle["metrics"])
+    assert frozen["thresholds"] == val["thresholds"]  # τ chosen on val, frozen for test
+    assert oracle["metrics"]["maxboxaccv2"] >= frozen["metrics"]["maxboxaccv2"]
+
+    curves = pd.read_csv(path / "curves.csv")
+    assert {"split", "eval_protocol", "curve", "iou_threshold", "threshold", "value"} <= set(curves.columns)
+    assert set(curves["split"]) == {"val", "test"}
+    samples = np.load(path / "samples.npz")
+    assert samples["images"].shape == (8, 32, 32, 3) and samples["images"].dtype == np.uint8
+    assert samples["maps"].shape == (8, 32, 32) and samples["maps"].dtype == np.float32
+    assert samples["pred_boxes"].shape == samples["gt_boxes"].shape == (8, 4)
+    assert float(samples["threshold"]) == frozen["thresholds"]["maxboxacc"]
+    assert (tmp_path / "toy" / "summary.md").read_text().startswith("| method | dataset | protocol | seed")
+
+
+def test_runs_are_deterministic_and_protocols_differ(data_root, tmp_path) -> None:
+    first = run(data_root, tmp_path / "a", protocols=["full", "parameter_efficient"])
+    (second,) = run(data_root, tmp_path / "b")
+    assert json.loads((first[0] / "metrics.json").read_text()) == json.loads((second / "metrics.json").read_text())
+    full, efficient = (json.loads((p / "metrics.json").read_text()) for p in first)
+    assert efficient["trainable_params"] == 16 * 2 + 2 < full["trainable_params"]
+    last = torch.load(first[1] / "checkpoints/last.pt", weights_only=True)["model"]
+    start = torch.load(first[0] / "checkpoints/last.pt", weights_only=True)["model"]
+    assert not torch.equal(last["head.weight"], start["head.weight"])
+
+
+def test_few_shot_records_its_images(data_root, tmp_path) -> None:
+    (path,) = run(data_root, tmp_path, protocols=["few_shot"], **{"protocol.shots": 2})
+    ids = (path / "few_shot_ids.txt").read_text().split()
+    assert len(ids) == 4
+    metrics = json.loads((path / "metrics.json").read_text())
+    assert metrics["few_shot"] == {"shots": 2, "seed": 0, "images": 4, "ids_file": "few_shot_ids.txt"}
+    steps = [json.loads(line) for line in (path / "log.jsonl").read_text().splitlines()]
+    assert max(r["step"] for r in steps) == 2  # 4 images, batch 4, 2 epochs
+
+
+def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(data_root, tmp_path) -> None:
+    extra = {"train.lr": 1e30, "train.optimizer": "sgd", "train.checkpoint_every_steps": 1}
+    with pytest.raises(TrainingDiverged, match=r"at step (\d+)") as caught:
+        run(data_root, tmp_path, **extra)
+    step = int(caught.value.args[0].split("at step ")[1].split()[0])
+    path = tmp_path / "toy" / "synthetic" / f"{TOY}-full-seed0"
+    state = torch.load(path / "checkpoints/last.pt", weights_only=True)
+    assert state["global_step"] == step - 1
+    assert not (path / "metrics.json").exists() and not (path / ".lock").exists()
+
+
+def test_config_errors_fail_before_any_work(data_root, tmp_path) -> None:
+    with pytest.raises(ConfigError, match="train.epoch"):
+        run(data_root, tmp_path, **{"train.epoch": 2})
+    with pytest.raises(ValueError, match="divisible"):
+        run(data_root, tmp_path, **{"train.batch_size": 5, "train.grad_accum": 2})
+    settings = overrides(data_root, tmp_path, **{"train.optimizer": "adam"})
+    args = ["run", "--methods", TOY, "--dataset", "synthetic", *[a for s in settings for a in ("--set", s)]]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2 and "train.optimizer" in result.output and "adamw" in result.output
+    assert not (tmp_path / "toy").exists()
+
+
+def test_existing_run_needs_resume(data_root, tmp_path) -> None:
+    (path,) = run(data_root, tmp_path, **{"train.epochs": 1})
+    with pytest.raises(ValueError, match="--resume"):
+        run(data_root, tmp_path, **{"train.epochs": 1})
+    before = (path / "metrics.json").read_text()
+    configs = plan_runs([TOY], ["synthetic"], overrides=overrides(data_root, tmp_path, **{"train.epochs": 1}))
+    assert execute(configs, resume=True) == [path] and (path / "metrics.json").read_text() == before
+    changed = plan_runs([TOY], ["synthetic"], overrides=overrides(data_root, tmp_path, **{"train.epochs": 3}))
+    with pytest.raises(ValueError, match="epochs"):
+        execute(changed, resume=True)
+
+
+def test_evaluate_official_checkpoint(data_root, tmp_path) -> None:
+    (path,) = run(data_root, tmp_path, **{"train.epochs": 1})
+    ours = torch.load(path / "checkpoints/last.pt", weights_only=True)["model"]
+    official = tmp_path / "official.pth.tar"
+    torch.save({"model": {f"module.{k}": v for k, v in ours.items()}, "best_thr": 0.35, "epoch": 1}, official)
+    settings = [a for s in overrides(data_root, tmp_path) for a in ("--set", s)]
+
+    def evaluate(checkpoint, output):
+        args = ["evaluate", "--method", TOY, "--dataset", "synthetic", "--checkpoint", str(checkpoint),
+                "--protocol", "sat", "--output", str(output), *settings]
+        return CliRunner().invoke(main, args)
+
+    result = evaluate(official, tmp_path / "scored")
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((tmp_path / "scored" / "metrics.json").read_text())
+    assert metrics["protocol"] == "external"
+    assert {e["eval_protocol"] for e in metrics["results"]} == {"sat"}
+    # the same weights scored through our own checkpoint give the same numbers
+    again = evaluate(path / "checkpoints/last.pt", tmp_path / "ours")
+    assert again.exit_code == 0, again.output
+    mine = json.loads((tmp_path / "ours" / "metrics.json").read_text())["results"]
+    assert [e["checkpoint"] for e in metrics["results"]] == [str(official)] * 2
+    assert [{**e, "checkpoint": ""} for e in mine] == [{**e, "checkpoint": ""} for e in metrics["results"]]
+    bad = tmp_path / "bad.pt"
+    torch.save({"model": {"head.weight": torch.zeros(1)}}, bad)
+    result = evaluate(bad, tmp_path / "bad")
+    assert result.exit_code == 2 and "missing keys" in result.output

@@ -1,0 +1,109 @@
+"""Run directories (lock, atomic files) and the results table."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from wsolbench.results import RESULT_COLUMNS, RunDir, RunLockedError, load_results, run_path
+
+
+def _metrics(method: str, seed: int, value: float) -> dict:
+    return {
+        "experiment": "exp",
+        "dataset": "synthetic",
+        "method": method,
+        "backbone": "deit_tiny_patch16_224",
+        "protocol": "full",
+        "seed": seed,
+        "trainable_params": 123,
+        "results": [
+            {
+                "split": "test",
+                "eval_protocol": "wsolevaluation",
+                "threshold_policy": "oracle-test",
+                "checkpoint": "last",
+                "metrics": {"maxboxaccv2": value, "top1_loc": value / 2},
+                "thresholds": {"maxboxaccv2_iou50": 0.2},
+            }
+        ],
+    }
+
+
+def test_run_path_layout(tmp_path) -> None:
+    assert run_path(tmp_path, "exp", "cub", "sat", "full", 3) == tmp_path / "exp" / "cub" / "sat-full-seed3"
+
+
+def test_second_writer_gets_a_clear_error(tmp_path) -> None:
+    run = tmp_path / "run"
+    # A live process other than us holds the lock.
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from wsolbench.results import RunDir;"
+         "r = RunDir(sys.argv[1]); r.acquire(); print('locked', flush=True); time.sleep(60)", str(run)],
+        stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(RunLockedError, match=rf"{run} is in use by process {holder.pid}"):
+            RunDir(run).acquire()
+    finally:
+        holder.kill()
+        holder.wait()
+    # The holder died without releasing: its stale lock is taken over.
+    with RunDir(run) as again:
+        assert (again.path / ".lock").read_text() == str(os.getpid())
+    assert not (run / ".lock").exists()
+
+
+def test_atomic_writes_leave_no_temp_files(tmp_path) -> None:
+    run = RunDir(tmp_path / "run")
+    run.write_json("metrics.json", {"a": 1})
+    run.save_checkpoint("last.pt", {"x": torch.ones(2)})
+    run.append_log({"step": 1, "loss": 0.5})
+    run.append_log({"step": 2, "loss": 0.25})
+    names = sorted(p.name for p in run.path.rglob("*"))
+    assert names == ["checkpoints", "last.pt", "log.jsonl", "metrics.json"]
+    assert [json.loads(line)["step"] for line in (run.path / "log.jsonl").read_text().splitlines()] == [1, 2]
+    assert torch.equal(torch.load(run.checkpoints / "last.pt")["x"], torch.ones(2))
+
+
+def test_failed_checkpoint_write_keeps_the_old_file(tmp_path) -> None:
+    run = RunDir(tmp_path / "run")
+    run.save_checkpoint("last.pt", {"epoch": 1})
+
+    class Unpicklable:
+        def __reduce__(self):
+            raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        run.save_checkpoint("last.pt", {"epoch": 2, "bad": Unpicklable()})
+    assert torch.load(run.checkpoints / "last.pt") == {"epoch": 1}
+    assert sorted(p.name for p in run.checkpoints.iterdir()) == ["last.pt"]
+
+
+def test_load_results_one_row_per_run_and_metric(tmp_path) -> None:
+    for method, seed, value in [("sat", 0, 80.0), ("sat", 1, 82.0), ("cam", 0, 60.0)]:
+        RunDir(run_path(tmp_path, "exp", "synthetic", method, "full", seed)).write_json(
+            "metrics.json", _metrics(method, seed, value)
+        )
+    frame = load_results([tmp_path / "exp"])
+    assert list(frame.columns) == RESULT_COLUMNS
+    assert len(frame) == 6
+    sat = frame[(frame.method == "sat") & (frame.metric == "maxboxaccv2")].sort_values("seed")
+    assert sat.value.tolist() == [80.0, 82.0]
+    assert set(frame.split) == {"test"} and set(frame.threshold_policy) == {"oracle-test"}
+
+
+def test_load_results_names_a_malformed_file(tmp_path) -> None:
+    run = RunDir(tmp_path / "run")
+    run.write_text("metrics.json", "{not json")
+    with pytest.raises(ValueError, match=r"run/metrics\.json: not valid JSON"):
+        load_results([tmp_path])
+    run.write_json("metrics.json", {"method": "sat", "dataset": "x"})
+    with pytest.raises(ValueError, match=r"metrics\.json: missing key 'results'"):
+        load_results([tmp_path])

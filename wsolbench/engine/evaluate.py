@@ -1,0 +1,179 @@
+"""The evaluation loop: GT-class maps and logits of a split → metric accumulators → results.
+
+Sharding: rank r of N evaluates images r, r+N, ... (no padding, so no image counts twice); the
+accumulators hold integer counts only, summed over ranks exactly with an int64 all_reduce, so the
+metrics equal a single-process evaluation bit for bit.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import DataLoader, Subset
+from torchvision import transforms as T
+
+from wsolbench.config import ExperimentConfig
+from wsolbench.data import IMAGENET_MEAN, IMAGENET_STD, Metadata, PreparedDataset, WSOLDataset, collate
+from wsolbench.engine.distributed import DistInfo, all_reduce_sum_
+from wsolbench.method import WSOLMethod
+from wsolbench.metrics.accumulators import BoxAccumulator, MaskAccumulator, MetricResult
+from wsolbench.metrics.boxes import sweep_boxes
+from wsolbench.metrics.maps import prepare_maps
+from wsolbench.metrics.protocols import EvalProtocol, get_protocol, threshold_list
+
+SAMPLE_COUNT = 8
+
+
+def eval_protocol(config: ExperimentConfig) -> EvalProtocol:
+    return get_protocol(config.eval.protocol, crop_size=config.dataset.crop_size,
+                        resize_size=config.dataset.resize_size)
+
+
+def selection_metric(metadata: Metadata) -> str:
+    """The val metric that picks the best checkpoint: MaxBoxAccV2 for boxes, PxAP for masks."""
+    return "pxap" if metadata.kind == "masks" else "maxboxaccv2"
+
+
+def ten_crop_transform(resize: int, crop: int) -> T.Compose:
+    """Resize to resize×resize, the ten crop×crop views, each normalized: a (10, 3, crop, crop) tensor."""
+    normalize = T.Compose([T.ToTensor(), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
+    return T.Compose([
+        T.Resize((resize, resize)),
+        T.TenCrop(crop),
+        T.Lambda(lambda crops: torch.stack([normalize(c) for c in crops])),
+    ])
+
+
+def _loader(dataset: Any, indices: list[int], config: ExperimentConfig) -> DataLoader:
+    return DataLoader(
+        Subset(dataset, indices),
+        batch_size=config.eval.batch_size,
+        shuffle=False,
+        num_workers=config.dataset.num_workers,
+        collate_fn=collate,
+        generator=torch.Generator(),  # keeps the process RNG untouched (resume determinism)
+    )
+
+
+@torch.no_grad()
+def accumulate(
+    model: WSOLMethod,
+    prepared: PreparedDataset,
+    metadata: Metadata,
+    config: ExperimentConfig,
+    info: DistInfo,
+) -> BoxAccumulator | MaskAccumulator:
+    """Evaluate this rank's shard and return the accumulator with counts summed over all ranks."""
+    protocol = eval_protocol(config)
+    thresholds = threshold_list(config.eval.cam_curve_interval)
+    if metadata.kind == "labels":
+        raise ValueError(f"{prepared.name}: this split has no boxes or masks to evaluate localization on")
+    masks = metadata.kind == "masks"
+    accumulator = (
+        MaskAccumulator(protocol, thresholds)
+        if masks
+        else BoxAccumulator(protocol, thresholds, iou_thresholds=tuple(config.eval.iou_thresholds))
+    )
+    indices = list(range(info.rank, len(metadata), info.world_size))
+    frame_loader = _loader(WSOLDataset(prepared, metadata, frame=protocol.frame), indices, config)
+    crops: Any = None
+    if config.eval.ten_crop:
+        transform = ten_crop_transform(config.dataset.resize_size, config.dataset.crop_size)
+        crops = iter(_loader(WSOLDataset(prepared, metadata, transform=transform), indices, config))
+    was_training = model.training
+    model.eval()
+    device = info.device
+    for batch in frame_loader:
+        images = batch["image"].to(device)
+        labels = batch["label"].to(device)
+        localization = model.localize(images, class_ids=labels)
+        maps = localization.maps.float().cpu()
+        if masks:
+            accumulator.update(maps, batch["mask"].numpy())
+            continue
+        logits = localization.logits
+        if crops is not None:
+            views = next(crops)["image"].to(device)  # (B, 10, 3, S, S)
+            flat = model(views.flatten(0, 1)).logits.float()
+            logits = flat.softmax(-1).view(len(labels), views.shape[1], -1).mean(1)
+        accumulator.update(maps, batch["boxes"], labels.cpu(), logits.float().cpu())
+    model.train(was_training)
+    accumulator.reduce(lambda counts: all_reduce_sum_(counts, info))
+    return accumulator
+
+
+def score(
+    accumulator: BoxAccumulator | MaskAccumulator,
+    policy: str,
+    fixed: dict[str, float] | list[float] | None = None,
+) -> MetricResult:
+    """The accumulator's result under `policy` ('oracle-test' or 'fixed' with `fixed` thresholds).
+
+    PxAP integrates over every τ, so a mask accumulator ignores `fixed`."""
+    if isinstance(accumulator, MaskAccumulator):
+        return accumulator.result(policy=policy)
+    if policy == "fixed":
+        return accumulator.result(policy="fixed", fixed_thresholds=fixed)
+    return accumulator.result(policy="oracle-test")
+
+
+def result_entry(
+    split: str, config: ExperimentConfig, policy: str, checkpoint: str, result: MetricResult
+) -> dict[str, Any]:
+    """One `results` entry of metrics.json (schema in wsolbench/results.py)."""
+    return {
+        "split": split,
+        "eval_protocol": config.eval.protocol,
+        "threshold_policy": policy,
+        "checkpoint": checkpoint,
+        "metrics": {k: float(v) for k, v in result.metrics.items()},
+        "thresholds": {k: float(v) for k, v in result.thresholds.items()},
+    }
+
+
+def curves_frame(split: str, config: ExperimentConfig, policy: str, result: MetricResult) -> pd.DataFrame:
+    frame = result.curves.copy()
+    frame.insert(0, "eval_protocol", config.eval.protocol)
+    frame.insert(0, "split", split)
+    frame["threshold_policy"] = policy
+    return frame
+
+
+@torch.no_grad()
+def qualitative_samples(
+    model: WSOLMethod,
+    prepared: PreparedDataset,
+    metadata: Metadata,
+    config: ExperimentConfig,
+    device: torch.device,
+    threshold: float,
+) -> dict[str, np.ndarray]:
+    """The `samples.npz` arrays for the first SAMPLE_COUNT images of `metadata` (see interfaces)."""
+    protocol = eval_protocol(config)
+    subset = metadata.subset(metadata.image_ids[:SAMPLE_COUNT])
+    batch = collate([WSOLDataset(prepared, subset, frame=protocol.frame)[i] for i in range(len(subset))])
+    was_training = model.training
+    model.eval()
+    localization = model.localize(batch["image"].to(device), class_ids=batch["label"].to(device))
+    model.train(was_training)
+    maps = prepare_maps(protocol, localization.maps.float().cpu())
+    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    pixels = ((batch["image"] * std + mean).clamp(0, 1) * 255).round().to(torch.uint8)
+    tau = np.array([threshold])
+    pred = []
+    for prepared_map in maps:
+        boxes, _, v1, inverse = sweep_boxes(protocol, prepared_map, tau)
+        pred.append(boxes[v1[inverse[0]]])
+    gt = [b[0].numpy() if len(b) else np.zeros(4, dtype=np.int64) for b in batch["boxes"]]
+    return {
+        "image_ids": np.array(batch["image_id"], dtype=str),
+        "images": pixels.permute(0, 2, 3, 1).numpy(),
+        "maps": maps.astype(np.float32),
+        "pred_boxes": np.stack(pred).astype(np.int64),
+        "gt_boxes": np.stack(gt).astype(np.int64),
+        "threshold": np.float64(threshold),
+    }

@@ -1,0 +1,420 @@
+"""Plan and execute runs: config → dataset + method → train → evaluate → run directory → table.
+
+    configs = plan_runs(methods=["sat"], datasets=["synthetic"], protocols=["full"], seeds=[0])
+    run_dirs = execute(configs, resume=False)
+
+Each run writes `<output_dir>/<experiment>/<dataset>/<method>-<protocol>-seed<k>/` (config.yaml,
+log.jsonl, checkpoints/{last,best}.pt, metrics.json, curves.csv, samples.npz; few_shot_ids.txt
+under few_shot). Under torchrun every rank executes the same plan; only rank 0 writes.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+import yaml
+
+from wsolbench.config import ExperimentConfig, dump, resolve, to_dict
+from wsolbench.data import (
+    Metadata,
+    PreparedDataset,
+    WSOLDataset,
+    atomic_write_text,
+    open_dataset,
+    per_class_subset,
+    train_transform,
+)
+from wsolbench.engine import distributed
+from wsolbench.engine.checkpoint import seed_everything
+from wsolbench.engine.distributed import DistInfo
+from wsolbench.engine.evaluate import (
+    accumulate,
+    curves_frame,
+    qualitative_samples,
+    result_entry,
+    score,
+    selection_metric,
+)
+from wsolbench.engine.protocols import count_trainable, trainable_groups, training_images
+from wsolbench.engine.train import Trainer, amp_dtype, micro_batch_size
+from wsolbench.method import WSOLMethod, create_method
+from wsolbench.registry import DATASETS, METHODS
+from wsolbench.results import RunDir, run_path
+
+DEFAULT_RUN = Path(__file__).with_name("default_run.yaml")
+SUMMARY_COLUMNS = {
+    "maxboxaccv2": "MaxBoxAccV2",
+    "maxboxacc": "MaxBoxAcc",
+    "gt_known_loc": "GT-known",
+    "top1_loc": "Top-1 Loc",
+    "top1_cls": "Top-1 Cls",
+    "pxap": "PxAP",
+}
+
+
+# --------------------------------------------------------------------------- planning
+
+
+def default_run() -> dict[str, Any]:
+    """The embedded `bench.py run` plan: {"plan": {methods, datasets, ...}, "base": {...}}."""
+    return yaml.safe_load(DEFAULT_RUN.read_text())
+
+
+def _deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def plan_runs(
+    methods: list[str],
+    datasets: list[str],
+    protocols: list[str] | None = ("full",),
+    seeds: list[int] | None = (0,),
+    user: dict[str, Any] | None = None,
+    user_source: str = "",
+    overrides: list[str] = (),
+    experiment: str | None = None,
+    base: dict[str, Any] | None = None,
+) -> list[ExperimentConfig]:
+    """One validated config per (method × dataset × protocol × seed), resolved before any work.
+
+    `base` is the embedded-defaults layer (see wsolbench.config.resolve); its optional key
+    `per_method: {<method>: {...}}` adds a per-method layer on top of it. `protocols` / `seeds`
+    None keep what the config layers say. Every config error surfaces here, before training.
+    """
+    configs = []
+    base = dict(base or {})
+    per_method = base.pop("per_method", None) or {}
+    for method in methods:
+        method_base = _deep_merge(base, per_method.get(method) or {})
+        for dataset in datasets:
+            for protocol in protocols or [None]:
+                for seed in seeds or [None]:
+                    extra = [f"protocol.name={protocol}"] if protocol is not None else []
+                    extra += [f"seed={seed}"] if seed is not None else []
+                    if experiment:
+                        extra.append(f"experiment={experiment}")
+                    configs.append(resolve(
+                        method=method, dataset=dataset, user=user, user_source=user_source,
+                        overrides=[*overrides, *extra], base=method_base or None,
+                    ))
+    return configs
+
+
+# --------------------------------------------------------------------------- building blocks
+
+
+def ensure_dataset(config: ExperimentConfig, info: DistInfo) -> PreparedDataset:
+    """The prepared dataset; datasets that need no source (synthetic) are prepared on first use."""
+    root = Path(config.dataset.data_root) / config.dataset.name
+    if not (root / "dataset.yaml").is_file():
+        adapter = DATASETS.get(config.dataset.name)
+        if adapter.needs_source:
+            raise FileNotFoundError(
+                f"dataset {config.dataset.name!r} is not prepared at {root}; run "
+                f"`python bench.py prepare {config.dataset.name} --source <folder> "
+                f"--data-root {config.dataset.data_root}` first ({adapter.source_hint})"
+            )
+        if info.is_main:
+            adapter.prepare(None, root)
+        distributed.barrier(info)
+    return open_dataset(root)
+
+
+def build_model(config: ExperimentConfig, num_classes: int) -> WSOLMethod:
+    m = config.method
+    return create_method(
+        m.name, num_classes=num_classes, backbone=m.backbone, pretrained=m.pretrained,
+        img_size=m.img_size or config.dataset.crop_size, drop_path_rate=m.drop_path_rate,
+        backbone_kwargs=m.backbone_kwargs, **m.hparams,
+    )
+
+
+def val_metadata(prepared: PreparedDataset, config: ExperimentConfig) -> Metadata | None:
+    """train-fullsup (split val), limited to dataset.val_per_class per class; None without GT."""
+    if not prepared.has_split("val"):
+        return None
+    metadata = prepared.split("val")
+    if metadata.kind == "labels":
+        return None
+    if config.dataset.val_per_class:
+        metadata = per_class_subset(metadata, config.dataset.val_per_class, config.seed)
+    return metadata
+
+
+def backbone_name(config: ExperimentConfig) -> str | None:
+    return config.method.backbone or METHODS.get(config.method.name).default_backbone
+
+
+def _config_diff(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    a = yaml.safe_dump(saved, sort_keys=True).splitlines()
+    b = yaml.safe_dump(current, sort_keys=True).splitlines()
+    return [line for line in difflib.unified_diff(a, b, "saved", "now", lineterm="", n=0)
+            if line[:1] in "+-" and not line.startswith(("+++", "---"))]
+
+
+def _run_mode(run: RunDir, config: ExperimentConfig, resume: bool) -> str:
+    """'fresh', 'resume' or 'done'; ValueError when the folder holds a different or unrequested run."""
+    saved_path = run.path / "config.yaml"
+    if not saved_path.is_file():
+        return "fresh"
+    if not resume:
+        raise ValueError(
+            f"run directory {run.path} already holds a run; pass --resume to continue it, "
+            "or choose another --experiment"
+        )
+    diff = _config_diff(yaml.safe_load(saved_path.read_text()), to_dict(config))
+    if diff:
+        changes = "\n  ".join(diff)
+        raise ValueError(f"cannot resume {run.path}: its config.yaml differs from this config:\n  {changes}")
+    if (run.path / "metrics.json").is_file():
+        return "done"
+    return "resume"
+
+
+# --------------------------------------------------------------------------- one run
+
+
+def execute(configs: list[ExperimentConfig], resume: bool = False) -> list[Path]:
+    """Train and evaluate every config in order; returns their run directories.
+
+    With `resume`, finished runs are kept as they are and interrupted ones continue from last.pt.
+    """
+    if not configs:
+        return []
+    info = distributed.setup(configs[0].device)
+    for config in configs:  # settings that depend on the process count or device fail before any run
+        micro_batch_size(config, info)
+        amp_dtype(config.train.amp, info.device)
+    paths = [run_one(config, resume, info) for config in configs]
+    if info.is_main:
+        write_summary(paths)
+    return paths
+
+
+def run_one(config: ExperimentConfig, resume: bool, info: DistInfo) -> Path:
+    """Train (or continue) one run, then evaluate it; returns its run directory."""
+    path = run_path(config.output_dir, config.experiment, config.dataset.name, config.method.name,
+                    config.protocol.name, config.seed)
+    run = RunDir(path)
+    mode: Any = None
+    if info.is_main:
+        try:
+            mode = _run_mode(run, config, resume)
+        except ValueError as error:
+            mode = error
+    mode = distributed.broadcast_object(mode, info)
+    if isinstance(mode, Exception):
+        raise mode
+    if mode == "done":
+        return path
+    if info.is_main:
+        run.acquire()
+    try:
+        if info.is_main and mode == "fresh":
+            run.write_text("config.yaml", dump(config))
+        _train_and_evaluate(config, run, info, resume=mode == "resume")
+    finally:
+        run.release()
+    return path
+
+
+def _train_and_evaluate(config: ExperimentConfig, run: RunDir, info: DistInfo, resume: bool) -> None:
+    prepared = ensure_dataset(config, info)
+    seed_everything(config.seed)  # identical initial weights on every rank
+    model = build_model(config, prepared.num_classes).to(info.device)
+    seed_everything(config.seed + info.rank)
+    train_meta = training_images(prepared.split("train"), config)
+    val_meta = val_metadata(prepared, config)
+    test_meta = prepared.split("test")
+    groups = trainable_groups(model, config)
+    trainable = count_trainable(groups)
+    if info.is_main and config.protocol.name == "few_shot":
+        run.write_text("few_shot_ids.txt", "\n".join(train_meta.image_ids) + "\n")
+
+    last_val: dict[str, Any] = {}
+
+    def validate(module: WSOLMethod) -> tuple[str, float]:
+        accumulator = accumulate(module, prepared, val_meta, config, info)
+        result = score(accumulator, "oracle-test")
+        metric = selection_metric(val_meta)
+        last_val["result"] = result
+        return metric, float(result.metrics[metric])
+
+    best: dict[str, Any] = {}
+    if trainable:
+        dataset = WSOLDataset(prepared, train_meta,
+                              transform=train_transform(config.dataset.resize_size, config.dataset.crop_size))
+        validator = validate if val_meta is not None else None
+        trainer = Trainer(config, model, groups, dataset, run, info, validator)
+        if resume and (run.checkpoints / "last.pt").is_file():
+            trainer.resume()
+        best = dict(trainer.fit().best)
+        if config.eval.checkpoint == "best":
+            state = torch.load(run.checkpoints / "best.pt", map_location="cpu", weights_only=True)
+            model.load_state_dict(state["model"])
+            last_val.clear()
+    elif info.is_main:
+        run.save_checkpoint("last.pt", {"model": model.state_dict(), "epoch": 0})
+    checkpoint = config.eval.checkpoint if trainable else "untrained"
+    evaluate_into(run, model, prepared, config, info, val_meta, test_meta, checkpoint,
+                  val_result=last_val.get("result"),
+                  extra={"trainable_params": trainable, "best": best, **_few_shot_info(config, train_meta)})
+
+
+def _few_shot_info(config: ExperimentConfig, train_meta: Metadata) -> dict[str, Any]:
+    if config.protocol.name != "few_shot":
+        return {}
+    return {"few_shot": {"shots": config.protocol.shots, "seed": config.seed, "images": len(train_meta),
+                         "ids_file": "few_shot_ids.txt"}}
+
+
+def evaluate_into(
+    run: RunDir,
+    model: WSOLMethod,
+    prepared: PreparedDataset,
+    config: ExperimentConfig,
+    info: DistInfo,
+    val_meta: Metadata | None,
+    test_meta: Metadata,
+    checkpoint: str,
+    val_result: Any = None,
+    extra: dict[str, Any] | None = None,
+    protocol_name: str | None = None,
+) -> None:
+    """Evaluate val (oracle-test) and test, then write metrics.json, curves.csv and samples.npz.
+
+    Test is always scored under oracle-test (labelled so); `threshold_policy: val` adds test scored
+    at the thresholds chosen on val, `fixed` adds test at `eval.thresholds`.
+    """
+    entries, curves = [], []
+    if val_meta is not None:
+        if val_result is None:
+            val_result = score(accumulate(model, prepared, val_meta, config, info), "oracle-test")
+        entries.append(result_entry("val", config, "oracle-test", checkpoint, val_result))
+        curves.append(curves_frame("val", config, "oracle-test", val_result))
+    test_acc = accumulate(model, prepared, test_meta, config, info)
+    oracle = score(test_acc, "oracle-test")
+    entries.append(result_entry("test", config, "oracle-test", checkpoint, oracle))
+    curves.append(curves_frame("test", config, "oracle-test", oracle))
+    chosen = oracle
+    policy = config.eval.threshold_policy
+    if policy == "val":
+        if val_result is None:
+            raise ValueError(f"eval.threshold_policy 'val' needs a val split with GT in {prepared.root}")
+        chosen = score(test_acc, "fixed", dict(val_result.thresholds))
+    elif policy == "fixed":
+        chosen = score(test_acc, "fixed", list(config.eval.thresholds))
+    if policy != "oracle-test":
+        entries.append(result_entry("test", config, policy, checkpoint, chosen))
+        curves.append(curves_frame("test", config, policy, chosen))
+    if not info.is_main:
+        return
+    metrics = {
+        "experiment": config.experiment,
+        "dataset": config.dataset.name,
+        "method": config.method.name,
+        "backbone": backbone_name(config),
+        "protocol": protocol_name or config.protocol.name,
+        "seed": config.seed,
+        **(extra or {}),
+        "results": entries,
+    }
+    run.write_text("curves.csv", pd.concat(curves, ignore_index=True).to_csv(index=False))
+    tau = chosen.thresholds.get("maxboxacc", next(iter(chosen.thresholds.values()), 0.5))
+    samples = qualitative_samples(model, prepared, test_meta, config, info.device, float(tau))
+    tmp = run.path / ".samples.npz.tmp"
+    with open(tmp, "wb") as handle:
+        np.savez_compressed(handle, **samples)
+    os.replace(tmp, run.path / "samples.npz")
+    run.write_json("metrics.json", metrics)  # last: its presence marks a finished run
+
+
+# --------------------------------------------------------------------------- evaluate a checkpoint
+
+
+def evaluate_checkpoint(config: ExperimentConfig, checkpoint: Path, output: Path | None = None) -> Path:
+    """Score a checkpoint (ours or an official one, via method.load_checkpoint) under config.eval.
+
+    Writes metrics.json (protocol 'external', checkpoint = the file), curves.csv and samples.npz to
+    `output` (default `<output_dir>/<experiment>/<dataset>/<method>-eval-<eval protocol>-seed<k>`).
+    """
+    info = distributed.setup(config.device)
+    prepared = ensure_dataset(config, info)
+    seed_everything(config.seed)
+    model = build_model(config, prepared.num_classes)
+    model.load_checkpoint(checkpoint)
+    model.to(info.device)
+    path = output or run_path(config.output_dir, config.experiment, config.dataset.name, config.method.name,
+                              f"eval-{config.eval.protocol}", config.seed)
+    run = RunDir(path)
+    if info.is_main:
+        run.acquire()
+    try:
+        if info.is_main:
+            run.write_text("config.yaml", dump(config))
+        evaluate_into(run, model, prepared, config, info, val_metadata(prepared, config),
+                      prepared.split("test"), str(checkpoint), protocol_name="external",
+                      extra={"trainable_params": 0})
+    finally:
+        run.release()
+    return path
+
+
+# --------------------------------------------------------------------------- the table
+
+
+def summary_table(paths: list[Path]) -> pd.DataFrame:
+    """One row per run: method, dataset, protocol, seed and the test metrics under its threshold policy."""
+    rows = []
+    for path in paths:
+        data = json.loads((Path(path) / "metrics.json").read_text())
+        config = yaml.safe_load((Path(path) / "config.yaml").read_text())
+        policy = config["eval"]["threshold_policy"]
+        tests = [e for e in data["results"] if e["split"] == "test"]
+        entry = next((e for e in tests if e["threshold_policy"] == policy), tests[0])
+        row = {"method": data["method"], "dataset": data["dataset"], "protocol": data["protocol"],
+               "seed": data["seed"], "eval": f"{entry['eval_protocol']}/{entry['threshold_policy']}"}
+        for key, column in SUMMARY_COLUMNS.items():
+            if key in entry["metrics"]:
+                row[column] = round(float(entry["metrics"][key]), 2)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def markdown_table(frame: pd.DataFrame) -> str:
+    columns = list(frame.columns)
+    lines = ["| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
+    for _, row in frame.iterrows():
+        cells = ["" if pd.isna(row[c]) else (f"{row[c]:.2f}" if isinstance(row[c], float) else str(row[c]))
+                 for c in columns]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_summary(paths: list[Path]) -> dict[Path, str]:
+    """Write `<output_dir>/<experiment>/summary.md` and `.csv` for each experiment among `paths`."""
+    by_experiment: dict[Path, list[Path]] = {}
+    for path in paths:
+        by_experiment.setdefault(Path(path).parents[1], []).append(Path(path))
+    written = {}
+    for folder, runs in by_experiment.items():
+        frame = summary_table(runs)
+        text = markdown_table(frame)
+        atomic_write_text(folder / "summary.csv", frame.to_csv(index=False))
+        atomic_write_text(folder / "summary.md", text)
+        written[folder] = text
+    return written

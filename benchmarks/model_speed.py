@@ -159,20 +159,23 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def time_steps(steps: dict[str, Callable[[], None]], repeats: int, device: torch.device) -> dict[str, float]:
-    """Seconds per step of each implementation: the fastest of `repeats` steps, taken alternately so
-    that load from other processes hits both alike (after one warm-up step that allocates AdamW state)."""
-    times: dict[str, list[float]] = {impl: [] for impl in steps}
+def time_steps(
+    steps: dict[str, Callable[[], None]], repeats: int, device: torch.device
+) -> dict[str, tuple[float, float]]:
+    """(wall, process CPU) seconds per step of each implementation, each the minimum over `repeats`
+    steps taken alternately, so that load from other processes hits both alike (after one warm-up
+    step that allocates the AdamW state). CPU seconds sum over threads: a check on a loaded host."""
+    times: dict[str, list[tuple[float, float]]] = {impl: [] for impl in steps}
     for step in steps.values():
         step()
     for _ in range(repeats):
         for impl, step in steps.items():
             sync(device)
-            start = time.perf_counter()
+            wall, cpu = time.perf_counter(), time.process_time()
             step()
             sync(device)
-            times[impl].append(time.perf_counter() - start)
-    return {impl: min(values) for impl, values in times.items()}
+            times[impl].append((time.perf_counter() - wall, time.process_time() - cpu))
+    return {impl: (min(w for w, _ in v), min(c for _, c in v)) for impl, v in times.items()}
 
 
 def _walk(nodes):
@@ -235,8 +238,8 @@ def main() -> None:
     machine = matmul_gflops(device)
     print(f"device {device}, torch threads {torch.get_num_threads()}, fp32 matmul {machine:.1f} GFLOP/s")
     print(f"{args.model} img {args.img_size} batch {args.batch} steps {args.steps} amp {args.amp}")
-    header = (f"{'method':8} {'impl':13} {'s/step':>8} {'peak MiB':>9} {'GFLOP/step':>10} {'GFLOP/s':>8} "
-              f"{'% matmul':>8}")
+    header = (f"{'method':8} {'impl':13} {'s/step':>8} {'cpu s':>8} {'peak MiB':>9} {'GFLOP/step':>10} "
+              f"{'GFLOP/s':>8} {'% matmul':>8}")
     for name in args.methods.split(","):
         if name not in METHODS:
             print(f"{name}: not registered, skipped")
@@ -258,11 +261,13 @@ def main() -> None:
         peaks = {impl: peak_memory(step, device) for impl, step in steps.items()}
         for impl, step in steps.items():
             flops = step_flops(step)
-            gflops = flops / seconds[impl] / 1e9
-            print(f"{name:8} {impl:13} {seconds[impl]:8.3f} {peaks[impl] / 2**20:9.1f} {flops / 1e9:10.1f} "
+            wall, cpu = seconds[impl]
+            gflops = flops / wall / 1e9
+            print(f"{name:8} {impl:13} {wall:8.3f} {cpu:8.3f} {peaks[impl] / 2**20:9.1f} {flops / 1e9:10.1f} "
                   f"{gflops:8.1f} {100 * gflops / machine:7.1f}%")
         fast, ref = "fused (ours)", "materialized"
-        print(f"{name}: speed-up {seconds[ref] / seconds[fast]:.2f}x (reference s/step over ours), "
+        print(f"{name}: speed-up {seconds[ref][0] / seconds[fast][0]:.2f}x wall, "
+              f"{seconds[ref][1] / seconds[fast][1]:.2f}x CPU time (reference over ours); "
               f"peak memory {peaks[fast] / peaks[ref]:.2f}x of the reference")
 
 if __name__ == "__main__":

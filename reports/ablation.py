@@ -20,6 +20,7 @@ from __future__ import annotations
 import io
 import itertools
 import json
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -114,9 +115,10 @@ def cells(study: Study) -> list[dict[str, Any]]:
 def run_ablation(method: str, dataset: str, studies: list[Study], overrides: list[str] = (),
                  experiment: str | None = None, seeds: list[int] = (0,), user: dict[str, Any] | None = None,
                  user_source: str = "", resume: bool = False) -> Path:
-    """Plan every cell (all config errors surface before training), run them, write the manifests.
+    """Plan every cell and run them in one engine call (config and dataset errors surface before any
+    training), then write the manifests.
 
-    Returns the experiment manifest's path.
+    Returns the experiment manifest's path. Under torchrun every rank runs the cells; only rank 0 writes.
     """
     from wsolbench.engine.runner import default_run, execute, plan_runs
 
@@ -131,11 +133,13 @@ def run_ablation(method: str, dataset: str, studies: list[Study], overrides: lis
                                 experiment=f"{experiment}/{cell['label']}", base=base)
             planned.append((study, cell, configs))
     root = Path(planned[0][2][0].output_dir) / experiment
+    main_rank = os.environ.get("RANK", "0") == "0"
     manifest: dict[str, Any] = {"method": method, "dataset": dataset, "experiment": experiment,
                                 "overrides": list(overrides), "studies": []}
+    all_paths = iter(execute([c for _, _, configs in planned for c in configs], resume=resume))
     for study, cell, configs in planned:
-        paths = execute(configs, resume=resume)
-        for path in paths:
+        paths = [next(all_paths) for _ in configs]
+        for path in paths if main_rank else []:
             RunDir(path).write_json(MANIFEST, {"experiment": experiment, "study": study.name,
                                                "cell": cell["label"], "overrides": cell["overrides"]})
         if not manifest["studies"] or manifest["studies"][-1]["name"] != study.name:
@@ -143,7 +147,8 @@ def run_ablation(method: str, dataset: str, studies: list[Study], overrides: lis
         manifest["studies"][-1]["cells"].append(
             {**cell, "runs": [str(Path(p).relative_to(root)) for p in paths]})
     path = root / MANIFEST
-    atomic_write_text(path, json.dumps(manifest, indent=2) + "\n")
+    if main_rank:
+        atomic_write_text(path, json.dumps(manifest, indent=2) + "\n")
     return path
 
 
@@ -225,8 +230,10 @@ def write_outputs(manifest: dict[str, Any], out: Path, style: TableStyle) -> Abl
             continue
         column = next(c for c in table.columns if c[1] == metric)
         present = [r for r in table.rows if column in r.cells]
+        names = ["\n".join(f"{k}={v}" for k, v in zip(table.label_columns, r.labels, strict=True))
+                 for r in present]
         figures.append(plots.bar_chart(
-            [",".join(r.labels) for r in present], [r.cells[column].mean for r in present],
+            names, [r.cells[column].mean for r in present],
             [r.cells[column].std for r in present], f"{metric_name(metric, style)} (%)",
             f"{title}: {study['name']} ({', '.join(table.label_columns)})", out, f"ablation_{k}"))
     files += [f for png in figures for f in (png, png.with_suffix(".pdf"))]

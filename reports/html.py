@@ -22,7 +22,8 @@ h1 { font-size: 1.6em; } h2 { font-size: 1.25em; border-bottom: 1px solid #ddd; 
 table { border-collapse: collapse; margin: 1em 0; font-size: .9em; }
 th, td { padding: .3em .7em; border-bottom: 1px solid #e4e4e4; text-align: right; white-space: nowrap; }
 th.label, td.label { text-align: left; }
-thead th { border-bottom: 2px solid #444; }
+thead th { border-bottom: 2px solid #444; } th.group { text-align: center; border-bottom: 1px solid #999; }
+div.scroll { overflow-x: auto; }
 tr.paper td { color: #555; font-style: italic; } tr.delta td { color: #555; font-size: .85em; }
 p.note { color: #555; font-size: .85em; max-width: 100%; }
 figure { margin: 1em 0; } figure img { max-width: 100%; border: 1px solid #eee; }
@@ -63,10 +64,12 @@ def table_html(table: Table) -> str:
             datasets[-1][1] += 1
         else:
             datasets.append([dataset, 1])
-    group = "".join(f'<th colspan="{n}">{esc(dataset_name(d, table.style))}</th>' for d, n in datasets)
+    group = "".join(f'<th class="group" colspan="{n}">{esc(dataset_name(d, table.style))}</th>'
+                    for d, n in datasets)
     metrics = "".join(f"<th>{esc(metric_name(m, table.style))}</th>" for _, m in table.columns)
     blank = f'<th colspan="{len(header_labels(table))}"></th>'
-    lines = ["<table>", f"<thead><tr>{blank}{group}</tr><tr>{head}{metrics}</tr></thead>", "<tbody>"]
+    lines = ['<div class="scroll"><table>', f"<thead><tr>{blank}{group}</tr><tr>{head}{metrics}</tr></thead>",
+             "<tbody>"]
     for row in table.rows:
         cells = "".join(f'<td class="label">{esc(x)}</td>' for x in row_labels(table, row))
         for column in table.columns:
@@ -78,7 +81,7 @@ def table_html(table: Table) -> str:
             text = esc(mean if std is None else f"{mean} ± {std}")
             cells += f"<td><b>{text}</b></td>" if best else f"<td>{text}</td>"
         lines.append(f'<tr class="{row.kind}">{cells}</tr>')
-    lines.append("</tbody></table>")
+    lines.append("</tbody></table></div>")
     lines += [f'<p class="note">{esc(note)}</p>' for note in table.notes]
     return "\n".join(lines)
 

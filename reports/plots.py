@@ -26,6 +26,7 @@ CURVE_METRICS = ("gt_known_loc", "maxboxaccv2", "pxap")  # first present is plot
 def save(fig: plt.Figure, out_dir: Path, stem: str) -> Path:
     """Write `<stem>.png` (120 dpi) and `<stem>.pdf`, close the figure, return the PNG path."""
     out_dir.mkdir(parents=True, exist_ok=True)
+    fig.set_layout_engine("constrained")  # keeps titles, suptitle and legends from overlapping
     png = out_dir / f"{stem}.png"
     fig.savefig(png, dpi=120, bbox_inches="tight")
     fig.savefig(out_dir / f"{stem}.pdf", bbox_inches="tight")
@@ -33,8 +34,9 @@ def save(fig: plt.Figure, out_dir: Path, stem: str) -> Path:
     return png
 
 
-def label(method: str, backbone: str | None, variant: str = "") -> str:
-    text = f"{METHOD_NAMES.get(method, method)} {BACKBONE_NAMES.get(backbone, backbone or '')}".strip()
+def label(method: str, backbone: object, variant: str = "") -> str:
+    backbone = _backbone(backbone) or ""
+    text = f"{METHOD_NAMES.get(method, method)} {BACKBONE_NAMES.get(backbone, backbone)}".strip()
     return f"{text} ({variant})" if variant else text
 
 
@@ -47,7 +49,7 @@ def _line_groups(frame: pd.DataFrame):
 
 
 def _backbone(value: object) -> str | None:
-    return None if pd.isna(value) else str(value)
+    return None if value is None or pd.isna(value) else str(value)
 
 
 def boxacc_curves(curves: pd.DataFrame, out_dir: Path) -> list[Path]:
@@ -66,7 +68,7 @@ def boxacc_curves(curves: pd.DataFrame, out_dir: Path) -> list[Path]:
         for ax, level in zip(axes[0], levels, strict=False):
             for (method, backbone, variant), line in _line_groups(data[data["iou_threshold"] == level]):
                 mean = line.groupby("threshold")["value"].mean()
-                ax.plot(mean.index, mean.values, label=label(method, _backbone(backbone), variant))
+                ax.plot(mean.index, mean.values, label=label(method, backbone, variant))
             ax.set_title(f"IoU ≥ {level:g}%")
             ax.set_xlabel("threshold τ")
             ax.grid(alpha=0.3)
@@ -86,7 +88,7 @@ def pxprec_pxrec_curves(curves: pd.DataFrame, out_dir: Path) -> list[Path]:
         fig, ax = plt.subplots(figsize=(4.6, 4.0))
         for (method, backbone, variant), line in _line_groups(data):
             mean = line.groupby("threshold")[["recall", "precision"]].mean()
-            ax.plot(mean["recall"], mean["precision"], label=label(method, _backbone(backbone), variant))
+            ax.plot(mean["recall"], mean["precision"], label=label(method, backbone, variant))
         ax.set_xlabel("pixel recall")
         ax.set_ylabel("pixel precision")
         ax.set_title(f"{_dataset(dataset)}: PxPrec–PxRec")
@@ -110,7 +112,7 @@ def qualitative_grid(samples: list[tuple[dict, dict[str, np.ndarray]]], out_dir:
             first = runs[0][1]
             k = list(map(str, first["image_ids"])).index(image_id)
             _show(axes[r][0], first["images"][k], None, None, first["gt_boxes"][k])
-            axes[r][0].set_ylabel(image_id[-18:], fontsize=6)
+            axes[r][0].set_ylabel(image_id.rsplit("/", 1)[-1], fontsize=6)
             for c, (_, arrays) in enumerate(runs, start=1):
                 order = list(map(str, arrays["image_ids"]))
                 if image_id in order:
@@ -157,7 +159,7 @@ def training_curves(logs: pd.DataFrame, out_dir: Path) -> list[Path]:
             for (_run_dir, method, backbone, variant, seed), line in data.groupby(
                     ["run_dir", "method", "backbone", "variant", "seed"], dropna=False, sort=True):
                 line = line.dropna(subset=[term])
-                name = f"{label(method, _backbone(backbone), variant)} s{seed}"
+                name = f"{label(method, backbone, variant)} s{seed}"
                 ax.plot(line["step"], line[term], label=name)
             ax.set_title(term)
             ax.set_xlabel("step")
@@ -180,7 +182,7 @@ def bar_chart(labels: list[str], means: list[float], stds: list[float | None], y
         ax.annotate(f"{mean:.1f}", (bar.get_x() + bar.get_width() / 2, bar.get_height()),
                     ha="center", va="bottom", fontsize=8)
     ax.set_xticks(range(len(labels)))
-    ax.set_xticklabels(labels, rotation=30, ha="right", fontsize=8)
+    ax.set_xticklabels(labels, fontsize=7)
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.grid(axis="y", alpha=0.3)
@@ -216,7 +218,7 @@ def _protocol_curves(selected: pd.DataFrame, protocol: str, x: str, xlabel: str,
         points["value"] = pd.to_numeric(points["value"])
         for (method, backbone), line in points.groupby(["method", "backbone"], dropna=False, sort=True):
             stats = line.groupby(x)["value"].agg(["mean", "std"]).sort_index()
-            name = label(method, _backbone(backbone))
+            name = label(method, backbone)
             ax.errorbar(stats.index, stats["mean"], yerr=stats["std"].fillna(0.0), marker="o", capsize=3,
                         label=name)
             full = selected[(selected["protocol"] == "full") & (selected["dataset"] == dataset)

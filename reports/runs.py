@@ -72,7 +72,8 @@ def runs_of(selected: pd.DataFrame) -> pd.DataFrame:
 
 
 def load_curves(selected: pd.DataFrame) -> pd.DataFrame:
-    """curves.csv rows on the test split under each run's selected eval protocol, with RUN_COLUMNS."""
+    """curves.csv rows on the test split under each run's selected eval protocol, with RUN_COLUMNS
+    (the oracle-test copy of the τ sweep where the file has a threshold_policy column)."""
     parts = []
     for run in runs_of(selected).itertuples(index=False):
         path = Path(run.run_dir) / "curves.csv"
@@ -83,6 +84,8 @@ def load_curves(selected: pd.DataFrame) -> pd.DataFrame:
         if missing:
             raise ValueError(f"{path}: missing column(s) {', '.join(sorted(missing))}")
         curves = curves[(curves["split"] == "test") & (curves["eval_protocol"] == run.eval_protocol)]
+        if "threshold_policy" in curves:  # the τ sweep is the same under every policy: keep one copy
+            curves = curves[curves["threshold_policy"] == "oracle-test"].drop(columns=["threshold_policy"])
         parts.append(curves.drop(columns=["split", "eval_protocol"]).assign(**run._asdict()))
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
 
@@ -112,8 +115,9 @@ def load_logs(selected: pd.DataFrame) -> pd.DataFrame:
 
 
 def loss_terms(logs: pd.DataFrame) -> list[str]:
-    """The loss-term columns of load_logs' frame, total 'loss' first."""
-    terms = [c for c in logs.columns if c not in (*LOG_FIELDS, *RUN_COLUMNS)
+    """The loss-term columns of load_logs' frame, total 'loss' first (validation metrics the engine logs
+    as `val_<metric>` are not loss terms)."""
+    terms = [c for c in logs.columns if c not in (*LOG_FIELDS, *RUN_COLUMNS) and not c.startswith("val_")
              and pd.api.types.is_numeric_dtype(logs[c])]
     return sorted(terms, key=lambda t: (t != "loss", t))
 

@@ -23,6 +23,9 @@ from wsolbench.method import Localization, MethodOutput, ParamGroup, WSOLMethod 
 from wsolbench.registry import METHODS, register_method  # noqa: E402
 
 TOY = "engine_toy_cam"
+# One intra-op thread: these models are tiny, and on a busy 2-core machine OpenMP threads spin and
+# slow small convolutions down by an order of magnitude.
+torch.set_num_threads(1)
 
 
 class ToyCAM(WSOLMethod):

@@ -29,7 +29,7 @@ def reference_iou(box_a: np.ndarray, box_b: np.ndarray) -> np.ndarray:
 
 
 def reference_boxes(scoremap: np.ndarray, tau: float, convention: str, multi_contour: bool) -> list[tuple]:
-    """Boxes of one normalized (H, W) map at one threshold under 'wsolevaluation', 'ts_cam', 'scm' or 'sat'."""
+    """Boxes of one normalized (H, W) map at one threshold: 'sat', 'ts_cam', else wsolevaluation/scm."""
     height, width = scoremap.shape
     if convention == "sat":
         labels, count = ndimage.label(scoremap > tau, structure=np.ones((3, 3)))
@@ -55,14 +55,16 @@ def reference_boxes(scoremap: np.ndarray, tau: float, convention: str, multi_con
     return boxes
 
 
-def reference_ious(scoremap: np.ndarray, thresholds, gt_boxes, convention: str, multi_contour: bool) -> np.ndarray:
+def reference_ious(
+    scoremap: np.ndarray, thresholds, gt_boxes, convention: str, multi_contour: bool
+) -> np.ndarray:
     """(T,) best IoU over predicted and GT boxes at every threshold (the reference's accumulate step)."""
     per_threshold = [reference_boxes(scoremap, tau, convention, multi_contour) for tau in thresholds]
     counts = [len(b) for b in per_threshold]
     ious = _vector_iou(np.concatenate(per_threshold), np.asarray(gt_boxes).reshape(-1, 4)).max(1)
     out, start = [], 0
     for count in counts:
-        out.append(ious[start:start + count].max())
+        out.append(ious[start : start + count].max())
         start += count
     return np.asarray(out)
 
@@ -70,18 +72,23 @@ def reference_ious(scoremap: np.ndarray, thresholds, gt_boxes, convention: str, 
 def _vector_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     a = a.astype(np.int64)[:, None]
     b = b.astype(np.int64)[None]
-    inter = (np.maximum(0, np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]) + 1)
-             * np.maximum(0, np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]) + 1))
-    union = ((a[..., 2] - a[..., 0] + 1) * (a[..., 3] - a[..., 1] + 1)
-             + (b[..., 2] - b[..., 0] + 1) * (b[..., 3] - b[..., 1] + 1) - inter)
+    inter = np.maximum(
+        0, np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]) + 1
+    ) * np.maximum(0, np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]) + 1)
+    union = (
+        (a[..., 2] - a[..., 0] + 1) * (a[..., 3] - a[..., 1] + 1)
+        + (b[..., 2] - b[..., 0] + 1) * (b[..., 3] - b[..., 1] + 1)
+        - inter
+    )
     return inter / union
 
 
-def reference_box_counts(scoremaps, gt_boxes, thresholds, iou_thresholds, convention: str,
-                         multi_contour: bool) -> np.ndarray:
+def reference_box_counts(
+    scoremaps, gt_boxes, thresholds, iou_thresholds, convention: str, multi_contour: bool
+) -> np.ndarray:
     """(D, T) number of images with IoU ≥ δ at each threshold."""
     counts = np.zeros((len(iou_thresholds), len(thresholds)), dtype=np.int64)
-    for scoremap, gt in zip(scoremaps, gt_boxes):
+    for scoremap, gt in zip(scoremaps, gt_boxes, strict=True):
         ious = reference_ious(scoremap, thresholds, gt, convention, multi_contour)
         for d, delta in enumerate(iou_thresholds):
             counts[d][np.where(ious >= delta / 100)[0]] += 1

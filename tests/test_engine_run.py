@@ -69,7 +69,7 @@ def test_run_writes_every_file(data_root, tmp_path) -> None:
 def test_runs_are_deterministic_and_protocols_differ(data_root, tmp_path) -> None:
     first = run(data_root, tmp_path / "a", protocols=["full", "parameter_efficient"])
     (second,) = run(data_root, tmp_path / "b")
-    assert json.loads((first[0] / "metrics.json").read_text()) == json.loads((second / "metrics.json").read_text())
+    assert (first[0] / "metrics.json").read_text() == (second / "metrics.json").read_text()
     full, efficient = (json.loads((p / "metrics.json").read_text()) for p in first)
     assert efficient["trainable_params"] == 16 * 2 + 2 < full["trainable_params"]
     last = torch.load(first[1] / "checkpoints/last.pt", weights_only=True)["model"]
@@ -108,6 +108,10 @@ def test_config_errors_fail_before_any_work(data_root, tmp_path) -> None:
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 2 and "train.optimizer" in result.output and "adamw" in result.output
     assert not (tmp_path / "toy").exists()
+    missing = CliRunner().invoke(main, ["run", "--methods", TOY, "--dataset", "cub", "--set",
+                                        f"dataset.data_root={tmp_path}", "--set", f"output_dir={tmp_path}"])
+    assert missing.exit_code == 2 and "bench.py prepare cub --source" in missing.output
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_existing_run_needs_resume(data_root, tmp_path) -> None:
@@ -129,9 +133,9 @@ def test_evaluate_official_checkpoint(data_root, tmp_path) -> None:
     torch.save({"model": {f"module.{k}": v for k, v in ours.items()}, "best_thr": 0.35, "epoch": 1}, official)
     settings = [a for s in overrides(data_root, tmp_path) for a in ("--set", s)]
 
-    def evaluate(checkpoint, output):
+    def evaluate(checkpoint, output, *extra):
         args = ["evaluate", "--method", TOY, "--dataset", "synthetic", "--checkpoint", str(checkpoint),
-                "--protocol", "sat", "--output", str(output), *settings]
+                "--protocol", "sat", "--output", str(output), *settings, *extra]
         return CliRunner().invoke(main, args)
 
     result = evaluate(official, tmp_path / "scored")
@@ -145,7 +149,24 @@ def test_evaluate_official_checkpoint(data_root, tmp_path) -> None:
     mine = json.loads((tmp_path / "ours" / "metrics.json").read_text())["results"]
     assert [e["checkpoint"] for e in metrics["results"]] == [str(official)] * 2
     assert [{**e, "checkpoint": ""} for e in mine] == [{**e, "checkpoint": ""} for e in metrics["results"]]
+    ten_crop = evaluate(official, tmp_path / "ten", "--set", "eval.ten_crop=true")
+    assert ten_crop.exit_code == 0, ten_crop.output
+    single, ten = (json.loads((tmp_path / d / "metrics.json").read_text())["results"][1]["metrics"]
+                   for d in ("ours", "ten"))
+    assert ten["maxboxaccv2"] == single["maxboxaccv2"] and ten["gt_known_loc"] == single["gt_known_loc"]
+    assert "top1_cls" in ten
     bad = tmp_path / "bad.pt"
     torch.save({"model": {"head.weight": torch.zeros(1)}}, bad)
     result = evaluate(bad, tmp_path / "bad")
     assert result.exit_code == 2 and "missing keys" in result.output
+
+
+def test_best_checkpoint_is_chosen_on_val(data_root, tmp_path) -> None:
+    (path,) = run(data_root, tmp_path, **{"eval.checkpoint": "best", "train.epochs": 3})
+    metrics = json.loads((path / "metrics.json").read_text())
+    assert {e["checkpoint"] for e in metrics["results"]} == {"best"}
+    log = [json.loads(line) for line in (path / "log.jsonl").read_text().splitlines()]
+    val = [r["val_maxboxaccv2"] for r in log if r.get("kind") == "epoch"]
+    assert metrics["best"] == {"metric": "maxboxaccv2", "value": max(val), "epoch": val.index(max(val)) + 1}
+    assert torch.load(path / "checkpoints/best.pt", weights_only=True)["epoch"] == metrics["best"]["epoch"]
+    assert metrics["results"][0]["metrics"]["maxboxaccv2"] == max(val)  # val scored with the best weights

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
 from reference_metrics import reference_box_counts
+
 from wsolbench.metrics.accumulators import BoxAccumulator
 from wsolbench.metrics.maps import prepare_maps
 from wsolbench.metrics.protocols import EVAL_PROTOCOLS, get_protocol, threshold_list
@@ -37,8 +37,9 @@ def test_c15_counts_and_maxboxacc():
     assert res.metrics["maxboxaccv2"] == pytest.approx(200 / 3)
     assert res.thresholds["maxboxaccv2_iou70"] == 0.0 and res.thresholds["maxboxaccv2_iou30"] == 0.0
     assert "top1_loc" not in res.metrics and res.policy == "oracle-test"
-    np.testing.assert_array_equal(counts["v2"], reference_box_counts(maps, gts, TAUS, (30, 50, 70),
-                                                                     "wsolevaluation", True))
+    np.testing.assert_array_equal(
+        counts["v2"], reference_box_counts(maps, gts, TAUS, (30, 50, 70), "wsolevaluation", True)
+    )
     v2 = res.curves[res.curves.curve == "boxacc_v2"]
     assert list(v2[v2.iou_threshold == 30].value) == [100.0, 100.0, 100.0, 50.0]
     assert set(res.curves.curve) == {"boxacc", "boxacc_v2"}
@@ -64,13 +65,20 @@ def test_topk_loc_and_strict_rule():
         acc = BoxAccumulator(get_protocol(name), [0.5], iou_thresholds=(50,))
         acc.update_prepared(m, gt, torch.tensor([1]), logits)
         results[name] = acc.result().metrics
-    assert results["wsolevaluation"]["gt_known_loc"] == 100.0 and results["wsolevaluation"]["top1_loc"] == 100.0
+    assert (
+        results["wsolevaluation"]["gt_known_loc"] == 100.0 and results["wsolevaluation"]["top1_loc"] == 100.0
+    )
     assert results["ts_cam"]["gt_known_loc"] == 100.0  # GT-known keeps ≥
     assert results["ts_cam"]["top1_loc"] == 0.0 and results["ts_cam"]["top5_loc"] == 0.0  # strict > 0.5
     acc = BoxAccumulator(get_protocol("wsolevaluation"), [0.5])
     acc.update_prepared(np.concatenate([m, m]), gt * 2, [1, 5], torch.cat([logits, logits]))
     metrics = acc.result().metrics
-    assert (metrics["top1_cls"], metrics["top5_cls"], metrics["top1_loc"], metrics["top5_loc"]) == (50, 50, 50, 50)
+    assert (metrics["top1_cls"], metrics["top5_cls"], metrics["top1_loc"], metrics["top5_loc"]) == (
+        50,
+        50,
+        50,
+        50,
+    )
 
 
 def test_sat_rule_single_threshold():
@@ -130,7 +138,9 @@ def test_shards_sum_to_one_pass():
     merged.merge(shards[1])
     others = iter(shards[1].counts().values())
 
-    def all_reduce_sum(array: np.ndarray) -> None:  # what torch.distributed.all_reduce does to a shared buffer
+    def all_reduce_sum(
+        array: np.ndarray,
+    ) -> None:  # what torch.distributed.all_reduce does to a shared buffer
         torch.from_numpy(array).add_(torch.from_numpy(next(others)))
 
     shards[0].reduce(all_reduce_sum)

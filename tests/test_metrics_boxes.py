@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from reference_metrics import reference_boxes, reference_ious
+
 from wsolbench.data import EvalFrame
 from wsolbench.metrics.boxes import box_iou, sweep_boxes, sweep_ious
 from wsolbench.metrics.maps import prepare_maps
@@ -14,7 +14,9 @@ from wsolbench.metrics.protocols import get_protocol, threshold_list
 
 def boxes_at(convention: str, scoremap: np.ndarray, tau: float) -> tuple[tuple, set]:
     """(V1 box, set of V2 boxes) of a normalized map at τ under a protocol's box rule."""
-    boxes, starts, v1, inverse = sweep_boxes(get_protocol(convention), np.asarray(scoremap, float), np.array([tau]))
+    boxes, starts, v1, inverse = sweep_boxes(
+        get_protocol(convention), np.asarray(scoremap, float), np.array([tau])
+    )
     return tuple(boxes[v1[0]].tolist()), {tuple(b) for b in boxes.tolist()}
 
 
@@ -31,7 +33,9 @@ def test_c1_c2_c3_iou():
     assert box_iou([[0, 0, 0, 0]], [[0, 0, 0, 0]])[0, 0] == 1.0
     assert box_iou([[0, 0, 0, 0]], [[10, 10, 20, 20]])[0, 0] == 0.0
     np.testing.assert_array_equal(box_iou(np.zeros((3, 4)), np.zeros((5, 4))), np.ones((3, 5)))
-    np.testing.assert_array_equal(box_iou([[1, 1, 3, 3], [4, 4, 5, 5]], [[1, 1, 3, 3], [4, 4, 5, 5]]), np.eye(2))
+    np.testing.assert_array_equal(
+        box_iou([[1, 1, 3, 3], [4, 4, 5, 5]], [[1, 1, 3, 3], [4, 4, 5, 5]]), np.eye(2)
+    )
 
 
 def test_inverted_or_negative_box_raises():
@@ -52,25 +56,32 @@ def test_c4_box_scaling():
 BLOCK_5 = grid(5, 5, {(y, x): 1.0 for y in (1, 2) for x in (1, 2)})
 BORDER_4 = grid(4, 4, {(y, x): 1.0 for y in (2, 3) for x in (2, 3)})
 SINGLE_5 = grid(5, 5, {(2, 2): 1.0})
-C9 = np.array([[0.4, 0.0, 0.2, 0.2, 0.2],
-               [0.4, 0.4, 0.0, 0.4, 0.0],
-               [0.0, 0.0, 0.0, 0.4, 0.0],
-               [1.0, 0.6, 0.8, 0.2, 0.2]])
+C9 = np.array(
+    [
+        [0.4, 0.0, 0.2, 0.2, 0.2],
+        [0.4, 0.4, 0.0, 0.4, 0.0],
+        [0.0, 0.0, 0.0, 0.4, 0.0],
+        [1.0, 0.6, 0.8, 0.2, 0.2],
+    ]
+)
 C10 = grid(6, 10, {**{(0, x): 1.0 for x in range(8)}, **{(y, x): 1.0 for y in (3, 4) for x in (7, 8)}})
 C11 = grid(3, 5, {(1, 0): 1.0, (1, 3): 1.0})
 C13 = grid(7, 7, {(y, x): 1.0 for y in range(1, 6) for x in range(1, 6) if (y, x) != (3, 3)})
 
 
-@pytest.mark.parametrize("case, scoremap, tau, v1, v2, sat, ts_cam", [
-    ("C5", BLOCK_5, 0.5, (1, 1, 3, 3), {(1, 1, 3, 3)}, (1, 1, 3, 3), (1, 1, 3, 3)),
-    ("C6", BORDER_4, 0.5, (2, 2, 3, 3), {(2, 2, 3, 3)}, (2, 2, 4, 4), (2, 2, 4, 4)),
-    ("C7", SINGLE_5, 0.5, (2, 2, 3, 3), {(2, 2, 3, 3)}, (2, 2, 3, 3), (2, 2, 3, 3)),
-    ("C9", C9, 0.2, (0, 0, 2, 2), {(0, 1, 4, 3), (0, 0, 2, 2)}, (0, 1, 4, 4), (0, 0, 2, 2)),
-    ("C10", C10, 0.5, (7, 3, 9, 5), {(7, 3, 9, 5), (0, 0, 8, 1)}, (0, 0, 8, 1), (7, 3, 9, 5)),
-    ("C11", C11, 0.5, (3, 1, 4, 2), {(3, 1, 4, 2), (0, 1, 1, 2)}, (0, 1, 1, 2), (3, 1, 4, 2)),
-    ("C12", np.zeros((4, 4)), 0.3, (0, 0, 0, 0), {(0, 0, 0, 0)}, (0, 0, 4, 4), (0, 0, 1, 1)),
-    ("C13", C13, 0.5, (1, 1, 6, 6), {(1, 1, 6, 6), (2, 2, 5, 5)}, None, None),
-])
+@pytest.mark.parametrize(
+    "case, scoremap, tau, v1, v2, sat, ts_cam",
+    [
+        ("C5", BLOCK_5, 0.5, (1, 1, 3, 3), {(1, 1, 3, 3)}, (1, 1, 3, 3), (1, 1, 3, 3)),
+        ("C6", BORDER_4, 0.5, (2, 2, 3, 3), {(2, 2, 3, 3)}, (2, 2, 4, 4), (2, 2, 4, 4)),
+        ("C7", SINGLE_5, 0.5, (2, 2, 3, 3), {(2, 2, 3, 3)}, (2, 2, 3, 3), (2, 2, 3, 3)),
+        ("C9", C9, 0.2, (0, 0, 2, 2), {(0, 1, 4, 3), (0, 0, 2, 2)}, (0, 1, 4, 4), (0, 0, 2, 2)),
+        ("C10", C10, 0.5, (7, 3, 9, 5), {(7, 3, 9, 5), (0, 0, 8, 1)}, (0, 0, 8, 1), (7, 3, 9, 5)),
+        ("C11", C11, 0.5, (3, 1, 4, 2), {(3, 1, 4, 2), (0, 1, 1, 2)}, (0, 1, 1, 2), (3, 1, 4, 2)),
+        ("C12", np.zeros((4, 4)), 0.3, (0, 0, 0, 0), {(0, 0, 0, 0)}, (0, 0, 4, 4), (0, 0, 1, 1)),
+        ("C13", C13, 0.5, (1, 1, 6, 6), {(1, 1, 6, 6), (2, 2, 5, 5)}, None, None),
+    ],
+)
 def test_box_cases(case, scoremap, tau, v1, v2, sat, ts_cam):
     assert boxes_at("wsolevaluation", scoremap, tau) == (v1, v2), case
     assert boxes_at("scm", scoremap, tau)[0] == v1, case  # scm.md §4.2: wsolevaluation's box rule
@@ -96,7 +107,12 @@ def test_c8_quantization_and_clipping():
 def test_c9_full_v1_sweep():
     boxes, _, v1, inverse = sweep_boxes(get_protocol("wsolevaluation"), C9, np.array([0, 0.2, 0.4, 0.6, 0.8]))
     assert [tuple(b) for b in boxes[v1][inverse].tolist()] == [
-        (0, 0, 4, 3), (0, 0, 2, 2), (0, 3, 3, 3), (2, 3, 3, 3), (0, 3, 1, 3)]
+        (0, 0, 4, 3),
+        (0, 0, 2, 2),
+        (0, 3, 3, 3),
+        (2, 3, 3, 3),
+        (0, 3, 1, 3),
+    ]
 
 
 def test_reference_suite_zero_map():
@@ -123,8 +139,24 @@ def test_fast_sweep_equals_plain_reference(convention):
     reference_convention = "wsolevaluation" if convention == "scm" else convention
     for scoremap in maps:
         v1, v2 = sweep_ious(protocol, scoremap, thresholds, gt)
-        np.testing.assert_array_equal(v1, reference_ious(scoremap, thresholds, gt, reference_convention, False))
+        np.testing.assert_array_equal(
+            v1, reference_ious(scoremap, thresholds, gt, reference_convention, False)
+        )
         if convention != "sat":
-            np.testing.assert_array_equal(v2, reference_ious(scoremap, thresholds, gt, reference_convention, True))
+            np.testing.assert_array_equal(
+                v2, reference_ious(scoremap, thresholds, gt, reference_convention, True)
+            )
         else:
             np.testing.assert_array_equal(v2, v1)
+
+
+def test_sat_component_order_matches_scipy_at_full_size():
+    # OpenCV may label large images with a parallel algorithm; ties must still go to raster order
+    rng = np.random.default_rng(1)
+    protocol = get_protocol("sat")
+    maps = prepare_maps(protocol, rng.random((3, 14, 14)) ** 2)
+    thresholds = np.linspace(0.05, 0.95, 10)
+    gt = np.array([[20, 30, 150, 200], [100, 100, 223, 223]])
+    for scoremap in maps:
+        v1, _ = sweep_ious(protocol, scoremap, thresholds, gt)
+        np.testing.assert_array_equal(v1, reference_ious(scoremap, thresholds, gt, "sat", False))

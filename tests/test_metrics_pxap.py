@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from reference_metrics import reference_pxap
+
 from wsolbench.data import EvalFrame, mask_label_map, read_metadata
 from wsolbench.metrics.accumulators import MaskAccumulator
 from wsolbench.metrics.protocols import get_protocol, threshold_list
@@ -19,24 +19,30 @@ VAL = ROOT / "datasets" / "wsolevaluation" / "metadata" / "OpenImages" / "val"
 
 def pxap(scores, labels, interval: float = 0.01) -> float:
     acc = MaskAccumulator(get_protocol("wsolevaluation"), threshold_list(interval))
-    acc.update_prepared(np.asarray(scores, float).reshape(1, 1, -1), np.asarray(labels, np.uint8).reshape(1, 1, -1))
+    acc.update_prepared(
+        np.asarray(scores, float).reshape(1, 1, -1), np.asarray(labels, np.uint8).reshape(1, 1, -1)
+    )
     return acc.result().metrics["pxap"]
 
 
-@pytest.mark.parametrize("case, scores, labels, interval, expected", [
-    ("P1", [0.9, 0.6, 0.4, 0.1], [1, 0, 1, 0], 0.01, 100 * (0.5 + 0.5 * 2 / 3)),
-    ("P2", [0.905, 0.901, 0.4, 0.1], [1, 0, 1, 0], 0.01, 58.333333),
-    ("P2", [0.905, 0.901, 0.4, 0.1], [1, 0, 1, 0], 0.001, 83.333333),
-    ("P3", [0.5] * 4, [1, 0, 0, 0], 0.01, 25.0),
-    ("P4", [1, 1, 0, 0], [1, 1, 0, 0], 0.01, 100.0),
-    ("P5", [0.9, 0.6, 0.4, 0.1, 0.95], [1, 0, 1, 0, 255], 0.01, 83.333333),
-    ("P6", [1.0, 0.995], [1, 0], 0.01, 100.0),
-    ("P6", [0.995, 1.0], [1, 0], 0.01, 50.0),
-])
+@pytest.mark.parametrize(
+    "case, scores, labels, interval, expected",
+    [
+        ("P1", [0.9, 0.6, 0.4, 0.1], [1, 0, 1, 0], 0.01, 100 * (0.5 + 0.5 * 2 / 3)),
+        ("P2", [0.905, 0.901, 0.4, 0.1], [1, 0, 1, 0], 0.01, 58.333333),
+        ("P2", [0.905, 0.901, 0.4, 0.1], [1, 0, 1, 0], 0.001, 83.333333),
+        ("P3", [0.5] * 4, [1, 0, 0, 0], 0.01, 25.0),
+        ("P4", [1, 1, 0, 0], [1, 1, 0, 0], 0.01, 100.0),
+        ("P5", [0.9, 0.6, 0.4, 0.1, 0.95], [1, 0, 1, 0, 255], 0.01, 83.333333),
+        ("P6", [1.0, 0.995], [1, 0], 0.01, 100.0),
+        ("P6", [0.995, 1.0], [1, 0], 0.01, 50.0),
+    ],
+)
 def test_pxap_cases(case, scores, labels, interval, expected):
     assert pxap(scores, labels, interval) == pytest.approx(expected, abs=1e-4), case
     assert reference_pxap(np.array(scores), np.array(labels), threshold_list(interval)) == pytest.approx(
-        expected, abs=1e-4), case
+        expected, abs=1e-4
+    ), case
 
 
 def test_pr_curve_and_errors():
@@ -62,7 +68,9 @@ def test_shards_sum_to_one_pass():
     b.update_prepared(scores[1:], labels[1:])
     a.merge(b)
     assert a.result().metrics == whole.result().metrics
-    assert whole.result().metrics["pxap"] == pytest.approx(reference_pxap(scores, labels, thresholds), abs=1e-9)
+    assert whole.result().metrics["pxap"] == pytest.approx(
+        reference_pxap(scores, labels, thresholds), abs=1e-9
+    )
 
 
 def label_map(image_id: str) -> np.ndarray:
@@ -83,9 +91,14 @@ def mask_pxap(labels: np.ndarray, scores: np.ndarray) -> float:
     return acc.result().metrics["pxap"]
 
 
-@pytest.mark.parametrize("image_id, fraction", [
-    (MIXED, 100 * 43031 / (43031 + 7145)), (SMALL, 100 * 833 / 224**2), (IGNORED, 100 * 347 / (347 + 13909)),
-])
+@pytest.mark.parametrize(
+    "image_id, fraction",
+    [
+        (MIXED, 100 * 43031 / (43031 + 7145)),
+        (SMALL, 100 * 833 / 224**2),
+        (IGNORED, 100 * 347 / (347 + 13909)),
+    ],
+)
 def test_constant_maps_give_positive_fraction(image_id, fraction):
     labels = label_map(image_id)
     for value in (0.0, 0.5, 1.0):

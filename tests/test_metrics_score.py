@@ -9,11 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-
 from reference_metrics import reference_box_counts
+
 from wsolbench.cli import main
 from wsolbench.data import EvalFrame, read_metadata, write_metadata
-from wsolbench.metrics.protocols import threshold_list
+from wsolbench.metrics.maps import prepare_map
+from wsolbench.metrics.protocols import get_protocol, threshold_list
 
 ROOT = Path(__file__).resolve().parents[1]
 CUB_TEST = ROOT / "datasets" / "wsolevaluation" / "metadata" / "CUB" / "test"
@@ -29,15 +30,15 @@ def cub_subset(tmp_path_factory) -> tuple[Path, Path, list, list]:
     subset = metadata.subset(metadata.image_ids[::145][:40])
     write_metadata(root / "meta", subset)
     rng = np.random.default_rng(0)
-    yy, xx = np.mgrid[0:224, 0:224]
+    yy, xx = np.mgrid[0:224:16, 0:224:16] + 8  # a 14 x 14 feature grid, like a CAM
     maps, gts = [], []
     for image_id in subset.image_ids:
         w, h = subset.sizes[image_id]
         gt = np.array([EvalFrame().box(b, w, h) for b in subset.boxes[image_id]])
         x0, y0, x1, y1 = gt[0] + rng.integers(-20, 21, 4)
         cx, cy, sx, sy = (x0 + x1) / 2, (y0 + y1) / 2, max(abs(x1 - x0), 8) / 2, max(abs(y1 - y0), 8) / 2
-        m = np.exp(-((xx - cx) / sx) ** 2 - ((yy - cy) / sy) ** 2) + 0.2 * rng.random((224, 224))
-        m = (m - m.min()) / (m.max() - m.min())
+        raw = np.exp(-(((xx - cx) / sx) ** 2) - ((yy - cy) / sy) ** 2) + 0.3 * rng.random((14, 14))
+        m = prepare_map(get_protocol("wsolevaluation"), raw)
         path = root / "maps" / f"{image_id}.npy"
         path.parent.mkdir(parents=True, exist_ok=True)
         np.save(path, m.astype(np.float32))
@@ -47,8 +48,21 @@ def cub_subset(tmp_path_factory) -> tuple[Path, Path, list, list]:
 
 
 def run_score(maps: Path, meta: Path, out: Path, *extra: str):
-    return CliRunner().invoke(main, ["score", "--scoremaps", str(maps), "--metadata", str(meta),
-                                     "--cam-curve-interval", "0.01", "--output", str(out), *extra])
+    return CliRunner().invoke(
+        main,
+        [
+            "score",
+            "--scoremaps",
+            str(maps),
+            "--metadata",
+            str(meta),
+            "--cam-curve-interval",
+            "0.01",
+            "--output",
+            str(out),
+            *extra,
+        ],
+    )
 
 
 @pytest.mark.parametrize("metric, multi_contour", [("maxboxaccv2", True), ("maxboxacc", False)])
@@ -58,10 +72,14 @@ def test_score_matches_reference(cub_subset, tmp_path, metric, multi_contour):
     result = run_score(maps_dir, meta, out, "--metric", metric, "--workers", "2")
     assert result.exit_code == 0, result.output
     record = json.loads(out.read_text())
-    counts = reference_box_counts(maps, gts, threshold_list(0.01), (30, 50, 70), "wsolevaluation", multi_contour)
+    counts = reference_box_counts(
+        maps, gts, threshold_list(0.01), (30, 50, 70), "wsolevaluation", multi_contour
+    )
     expected = {str(d): 100 * counts[k].max() / 40 for k, d in enumerate((30, 50, 70))}
     assert record["per_iou"] == pytest.approx(expected, abs=1e-12)
-    assert record["value"] == pytest.approx(np.mean(list(expected.values())) if multi_contour else expected["50"])
+    assert record["value"] == pytest.approx(
+        np.mean(list(expected.values())) if multi_contour else expected["50"]
+    )
     assert record["num_images"] == 40 and record["policy"] == "oracle-test" and record["metric"] == metric
     assert 0 < record["per_iou"]["70"] < record["per_iou"]["30"] <= 100
     assert set(record["thresholds"]) == {"30", "50", "70"}
@@ -74,21 +92,32 @@ def test_score_pxap_on_shipped_masks(tmp_path):
     for image_id in ids:
         (tmp_path / "maps" / image_id).parent.mkdir(parents=True, exist_ok=True)
         np.save(tmp_path / "maps" / f"{image_id}.npy", np.full((224, 224), 0.5))
-    result = run_score(tmp_path / "maps", tmp_path / "meta", tmp_path / "out.json", "--metric", "pxap",
-                       "--mask-root", str(MASK_ROOT))
+    result = run_score(
+        tmp_path / "maps",
+        tmp_path / "meta",
+        tmp_path / "out.json",
+        "--metric",
+        "pxap",
+        "--mask-root",
+        str(MASK_ROOT),
+    )
     assert result.exit_code == 0, result.output
     positives = 43031 + 833
     assert json.loads((tmp_path / "out.json").read_text())["value"] == pytest.approx(
-        100 * positives / (2 * 224 * 224), abs=0.1)
+        100 * positives / (2 * 224 * 224), abs=0.1
+    )
 
 
-@pytest.mark.parametrize("make_bad, message", [
-    (lambda p: p.unlink(), "no score map"),
-    (lambda p: np.save(p, np.zeros((224, 200))), "shape"),
-    (lambda p: np.save(p, np.full((224, 224), np.nan)), "NaN"),
-    (lambda p: np.save(p, np.full((224, 224), 1.5)), r"\[0, 1\]"),
-    (lambda p: np.save(p, np.zeros((224, 224), np.int64)), "floating point"),
-])
+@pytest.mark.parametrize(
+    "make_bad, message",
+    [
+        (lambda p: p.unlink(), "no score map"),
+        (lambda p: np.save(p, np.zeros((224, 200))), "shape"),
+        (lambda p: np.save(p, np.full((224, 224), np.nan)), "NaN"),
+        (lambda p: np.save(p, np.full((224, 224), 1.5)), r"\[0, 1\]"),
+        (lambda p: np.save(p, np.zeros((224, 224), np.int64)), "floating point"),
+    ],
+)
 def test_bad_maps_name_the_image_and_write_nothing(cub_subset, tmp_path, make_bad, message):
     maps_dir, meta, _, _ = cub_subset
     bad_dir = tmp_path / "maps"

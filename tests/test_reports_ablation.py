@@ -48,8 +48,9 @@ def _write_cell_run(root, label: str, seed: int, value: float) -> str:
     entry = {"split": "test", "eval_protocol": "wsolevaluation", "threshold_policy": "oracle-test",
              "checkpoint": "last", "metrics": {"maxboxaccv2": value, "top1_loc": value - 10}}
     (run / "metrics.json").write_text(json.dumps({
-        "experiment": f"abl/{label}", "dataset": "synthetic", "method": "sat", "backbone": "deit_tiny_patch16_224",
-        "protocol": "full", "seed": seed, "trainable_params": 5, "results": [entry]}))
+        "experiment": f"abl/{label}", "dataset": "synthetic", "method": "sat",
+        "backbone": "deit_tiny_patch16_224", "protocol": "full", "seed": seed, "trainable_params": 5,
+        "results": [entry]}))
     return str(run.relative_to(root))
 
 
@@ -72,7 +73,8 @@ def test_manifest_to_table_csv_and_chart(tmp_path) -> None:
         "| false | true | 40.50 ± 0.71 | 50.50 ± 0.71 |",
     ]
     csv = pd.read_csv(io.StringIO((tmp_path / "out" / "ablation.csv").read_text()))
-    assert list(csv.columns[:4]) == ["study", "method.hparams.use_area_loss", "method.hparams.use_norm_loss", "seeds"]
+    keys = ["method.hparams.use_area_loss", "method.hparams.use_norm_loss"]
+    assert list(csv.columns[:4]) == ["study", *keys, "seeds"]
     assert csv["synthetic.maxboxaccv2"].tolist() == [60.5, 50.5]
     tex = (tmp_path / "out" / "ablation.tex").read_text()
     assert r"use\_area\_loss & use\_norm\_loss" in tex
@@ -85,7 +87,8 @@ def test_ablate_command_runs_the_engine_per_cell(tmp_path) -> None:
     args = ["ablate", "--method", "sat", "--dataset", "synthetic", "--experiment", "abl",
             "--grid", "method.hparams.use_norm_loss=true,false",
             "--set", f"output_dir={tmp_path}", "--set", "train.epochs=1", "--set", "protocol.name=few_shot",
-            "--set", "protocol.shots=1", "--set", "eval.cam_curve_interval=0.05", "--set", "dataset.val_per_class=1"]
+            "--set", "protocol.shots=1", "--set", "eval.cam_curve_interval=0.05",
+            "--set", "dataset.val_per_class=1"]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     root = tmp_path / "abl"

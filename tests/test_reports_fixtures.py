@@ -46,6 +46,8 @@ def _log(terms: list[str]) -> str:
     for step in range(1, 6):
         record = {"step": step, "epoch": (step - 1) // 2, "lr": 1e-3, "images_per_s": 100.0}
         record.update({t: 2.0 / step + 0.1 * i for i, t in enumerate(terms)})
+        if step == 5:
+            record["val_maxboxaccv2"] = 50.0  # an end-of-epoch validation record, not a loss term
         lines.append(json.dumps(record))
     return "\n".join(lines) + "\n"
 

@@ -64,7 +64,8 @@ def test_report_command_writes_everything(experiment) -> None:
                     ["| SAT (5-shot)", "DeiT-T"]]
     sat = "| SAT | DeiT-T | **51.00 ± 1.41** | **70.50 ± 0.71** | **61.00 ± 1.41** | – | 80.50 ± 0.71 |"
     assert sat in lines
-    assert "| SAT (paper) | DeiT-S |" not in result.output  # no published synthetic numbers to put beside
+    main_table = result.output.split("\n\n")[0]
+    assert "(paper)" not in main_table and len(main_table.splitlines()) == 2 + 6  # none on synthetic
     assert "| SAT (paper) | DeiT-S | **80.96** |" in result.output  # the published table
     for name in ["table.md", "table.tex", "table.csv", "index.html"]:
         assert (out / name).is_file(), name

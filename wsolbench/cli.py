@@ -246,8 +246,9 @@ def ablate(method: str, dataset: str, grids: tuple[str, ...], seeds: str, config
 
     studies = [ablation.parse_grid(list(grids))] if grids else ablation.default_studies(method)
     user, source = _user_layer(config_file)
-    manifest = ablation.run_ablation(method, dataset, studies, overrides=list(overrides), experiment=experiment,
-                                     seeds=_seeds(seeds), user=user, user_source=source, resume=resume)
+    manifest = ablation.run_ablation(method, dataset, studies, overrides=list(overrides),
+                                     experiment=experiment, seeds=_seeds(seeds), user=user,
+                                     user_source=source, resume=resume)
     if _is_main_process():
         out = manifest.parent / "report"
         result = ablation.write_outputs(ablation.load_manifest(manifest), out, PAPER)

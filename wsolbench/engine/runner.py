@@ -117,19 +117,25 @@ def plan_runs(
 # --------------------------------------------------------------------------- building blocks
 
 
+def check_dataset(config: ExperimentConfig) -> None:
+    """FileNotFoundError naming the `prepare` command when a dataset that needs a source is missing."""
+    root = Path(config.dataset.data_root) / config.dataset.name
+    adapter = DATASETS.get(config.dataset.name)
+    if adapter.needs_source and not (root / "dataset.yaml").is_file():
+        raise FileNotFoundError(
+            f"dataset {config.dataset.name!r} is not prepared at {root}; run "
+            f"`python bench.py prepare {config.dataset.name} --source <folder> "
+            f"--data-root {config.dataset.data_root}` first ({adapter.source_hint})"
+        )
+
+
 def ensure_dataset(config: ExperimentConfig, info: DistInfo) -> PreparedDataset:
     """The prepared dataset; datasets that need no source (synthetic) are prepared on first use."""
+    check_dataset(config)
     root = Path(config.dataset.data_root) / config.dataset.name
     if not (root / "dataset.yaml").is_file():
-        adapter = DATASETS.get(config.dataset.name)
-        if adapter.needs_source:
-            raise FileNotFoundError(
-                f"dataset {config.dataset.name!r} is not prepared at {root}; run "
-                f"`python bench.py prepare {config.dataset.name} --source <folder> "
-                f"--data-root {config.dataset.data_root}` first ({adapter.source_hint})"
-            )
         if info.is_main:
-            adapter.prepare(None, root)
+            DATASETS.get(config.dataset.name).prepare(None, root)
         distributed.barrier(info)
     return open_dataset(root)
 
@@ -196,7 +202,8 @@ def execute(configs: list[ExperimentConfig], resume: bool = False) -> list[Path]
     if not configs:
         return []
     info = distributed.setup(configs[0].device)
-    for config in configs:  # settings that depend on the process count or device fail before any run
+    for config in configs:  # what can only be checked now fails before any run starts
+        check_dataset(config)
         micro_batch_size(config, info)
         amp_dtype(config.train.amp, info.device)
     paths = [run_one(config, resume, info) for config in configs]
@@ -262,6 +269,8 @@ def _train_and_evaluate(config: ExperimentConfig, run: RunDir, info: DistInfo, r
         trainer = Trainer(config, model, groups, dataset, run, info, validator)
         if resume and (run.checkpoints / "last.pt").is_file():
             trainer.resume()
+        elif info.is_main:  # a run that died before its first checkpoint starts over
+            (run.path / "log.jsonl").unlink(missing_ok=True)
         best = dict(trainer.fit().best)
         if config.eval.checkpoint == "best":
             state = torch.load(run.checkpoints / "best.pt", map_location="cpu", weights_only=True)

@@ -43,7 +43,9 @@ def _check_thresholds(thresholds: Any) -> np.ndarray:
     if thresholds.ndim != 1 or len(thresholds) == 0:
         raise ValueError(f"thresholds must be a non-empty 1-D list, got shape {thresholds.shape}")
     if ((thresholds < 0) | (thresholds >= 1)).any():
-        raise ValueError(f"thresholds must lie in [0, 1), got {thresholds[(thresholds < 0) | (thresholds >= 1)][0]}")
+        raise ValueError(
+            f"thresholds must lie in [0, 1), got {thresholds[(thresholds < 0) | (thresholds >= 1)][0]}"
+        )
     return thresholds
 
 
@@ -60,7 +62,7 @@ class _Counts:
         return self._counts
 
     def reduce(self, fn: Callable[[np.ndarray], np.ndarray | None]) -> None:
-        """Apply fn to every count array in place (e.g. an all_reduce sum); a returned array replaces the values."""
+        """Apply fn to every count array in place (e.g. an all_reduce sum); a returned array replaces it."""
         for array in self._counts.values():
             out = fn(array)
             if out is not None:
@@ -76,8 +78,10 @@ class _Counts:
     def _select(self, policy: str, fixed: Any) -> np.ndarray | dict[str, int]:
         """Candidate τ indices (oracle-test, fixed τ or list) or a metric → index dict (fixed dict)."""
         if policy == "val":
-            raise ValueError("threshold policy 'val' is realised by the engine: oracle-test on split val, "
-                             "then 'fixed' on test with that result's thresholds")
+            raise ValueError(
+                "threshold policy 'val' is realised by the engine: oracle-test on split val, "
+                "then 'fixed' on test with that result's thresholds"
+            )
         if policy == "oracle-test":
             if fixed is not None:
                 raise ValueError("fixed_thresholds only go with policy 'fixed'")
@@ -105,8 +109,12 @@ class BoxAccumulator(_Counts):
     right and V1 IoU ≥ 0.5 (> 0.5 under a strict_topk protocol).
     """
 
-    def __init__(self, protocol: EvalProtocol, thresholds: Sequence[float] | np.ndarray,
-                 iou_thresholds: Sequence[int] = (30, 50, 70)) -> None:
+    def __init__(
+        self,
+        protocol: EvalProtocol,
+        thresholds: Sequence[float] | np.ndarray,
+        iou_thresholds: Sequence[int] = (30, 50, 70),
+    ) -> None:
         self.protocol = protocol
         self.thresholds = _check_thresholds(thresholds)
         self.iou_thresholds = tuple(int(d) for d in iou_thresholds)
@@ -115,11 +123,15 @@ class BoxAccumulator(_Counts):
         self._deltas = np.asarray(self.iou_thresholds, dtype=np.float64)[:, None, None] / 100
         shape_dt, shape_t = (len(self.iou_thresholds), len(self.thresholds)), (len(self.thresholds),)
         self._counts = {
-            "images": np.zeros((), np.int64), "classified": np.zeros((), np.int64),
-            "top1_cls": np.zeros((), np.int64), "top5_cls": np.zeros((), np.int64),
-            "v1": np.zeros(shape_dt, np.int64), "v2": np.zeros(shape_dt, np.int64),
+            "images": np.zeros((), np.int64),
+            "classified": np.zeros((), np.int64),
+            "top1_cls": np.zeros((), np.int64),
+            "top5_cls": np.zeros((), np.int64),
+            "v1": np.zeros(shape_dt, np.int64),
+            "v2": np.zeros(shape_dt, np.int64),
             "gt_known": np.zeros(shape_t, np.int64),
-            "top1_loc": np.zeros(shape_t, np.int64), "top5_loc": np.zeros(shape_t, np.int64),
+            "top1_loc": np.zeros(shape_t, np.int64),
+            "top5_loc": np.zeros(shape_t, np.int64),
         }
 
     def _signature(self) -> tuple:
@@ -129,14 +141,22 @@ class BoxAccumulator(_Counts):
         """Add a batch of RAW method maps (B, h, w); they are prepared as the protocol says (maps.py)."""
         self.update_prepared(prepare_maps(self.protocol, maps), gt_boxes, labels, logits)
 
-    def update_prepared(self, prepared: np.ndarray, gt_boxes: Sequence[Any], labels: Any, logits: Any = None,
-                        names: Sequence[str] | None = None) -> None:
+    def update_prepared(
+        self,
+        prepared: np.ndarray,
+        gt_boxes: Sequence[Any],
+        labels: Any,
+        logits: Any = None,
+        names: Sequence[str] | None = None,
+    ) -> None:
         """Add a batch of maps already in the frame and in [0, 1] (B, S, S); `names` label errors."""
         labels = as_numpy(labels).astype(np.int64).reshape(-1)
         batch = len(prepared)
         names = list(names) if names is not None else [f"batch image {i}" for i in range(batch)]
         if not len(gt_boxes) == len(labels) == batch:
-            raise ValueError(f"batch of {batch} maps has {len(gt_boxes)} GT box lists and {len(labels)} labels")
+            raise ValueError(
+                f"batch of {batch} maps has {len(gt_boxes)} GT box lists and {len(labels)} labels"
+            )
         iou_v1 = np.empty((batch, len(self.thresholds)))
         iou_v2 = np.empty_like(iou_v1)
         for i in range(batch):
@@ -190,8 +210,10 @@ class BoxAccumulator(_Counts):
             score = curves["gt_known_loc"] + curves.get("top1_loc", 0)
             best = int(chosen[np.argmax(score[chosen])])
             index = dict.fromkeys(curves, best)
-            rule = ("one τ maximizing GT-known + Top-1 Loc (ties → first); maxboxaccv2 is SAT's "
-                    "code-MaxBoxAccV2: IoU30/50/70 of the single largest component at that τ")
+            rule = (
+                "one τ maximizing GT-known + Top-1 Loc (ties → first); maxboxaccv2 is SAT's "
+                "code-MaxBoxAccV2: IoU30/50/70 of the single largest component at that τ"
+            )
         else:
             index = {key: int(chosen[np.argmax(value[chosen])]) for key, value in curves.items()}
             rule = "best τ per metric and per IoU level"
@@ -201,13 +223,23 @@ class BoxAccumulator(_Counts):
         if classified:
             metrics["top1_cls"] = 100 * int(c["top1_cls"]) / n
             metrics["top5_cls"] = 100 * int(c["top5_cls"]) / n
-        order = ["maxboxacc", "maxboxaccv2", *(f"maxboxaccv2_iou{d}" for d in self.iou_thresholds),
-                 "gt_known_loc", "top1_loc", "top5_loc", "top1_cls", "top5_cls"]
+        order = [
+            "maxboxacc",
+            "maxboxaccv2",
+            *(f"maxboxaccv2_iou{d}" for d in self.iou_thresholds),
+            "gt_known_loc",
+            "top1_loc",
+            "top5_loc",
+            "top1_cls",
+            "top5_cls",
+        ]
         return MetricResult(
             metrics={key: metrics[key] for key in order if key in metrics},
             thresholds={key: float(self.thresholds[i]) for key, i in index.items()},
             curves=self._curves(n, classified > 0),
-            policy=policy, protocol=self.protocol.name, rule=rule,
+            policy=policy,
+            protocol=self.protocol.name,
+            rule=rule,
         )
 
     def _curves(self, n: int, classified: bool) -> pd.DataFrame:
@@ -216,9 +248,19 @@ class BoxAccumulator(_Counts):
         parts += [("boxacc_v2", d, c["v2"][k]) for k, d in enumerate(self.iou_thresholds)]
         if classified:
             parts.append(("top1_loc", 50, c["top1_loc"]))
-        frames = [pd.DataFrame({"curve": name, "iou_threshold": d, "threshold": self.thresholds,
-                                "value": 100 * hits / n, "precision": np.nan, "recall": np.nan})
-                  for name, d, hits in parts]
+        frames = [
+            pd.DataFrame(
+                {
+                    "curve": name,
+                    "iou_threshold": d,
+                    "threshold": self.thresholds,
+                    "value": 100 * hits / n,
+                    "precision": np.nan,
+                    "recall": np.nan,
+                }
+            )
+            for name, d, hits in parts
+        ]
         return pd.concat(frames, ignore_index=True)[CURVE_COLUMNS]
 
 
@@ -230,8 +272,11 @@ class MaskAccumulator(_Counts):
         self.thresholds = _check_thresholds(thresholds)
         self._edges = bin_edges(self.thresholds)
         bins = len(self._edges) - 1
-        self._counts = {"images": np.zeros((), np.int64),
-                        "positive": np.zeros(bins, np.int64), "negative": np.zeros(bins, np.int64)}
+        self._counts = {
+            "images": np.zeros((), np.int64),
+            "positive": np.zeros(bins, np.int64),
+            "negative": np.zeros(bins, np.int64),
+        }
 
     def _signature(self) -> tuple:
         return (self.protocol, tuple(self.thresholds.tolist()))
@@ -240,13 +285,15 @@ class MaskAccumulator(_Counts):
         """Add RAW maps (B, h, w) with label maps (B, S, S) uint8: 1 foreground, 0 background, 255 ignore."""
         self.update_prepared(prepare_maps(self.protocol, maps), label_maps)
 
-    def update_prepared(self, prepared: np.ndarray, label_maps: Any, names: Sequence[str] | None = None) -> None:
+    def update_prepared(
+        self, prepared: np.ndarray, label_maps: Any, names: Sequence[str] | None = None
+    ) -> None:
         """Add maps already in the frame and in [0, 1] (B, S, S); `names` label errors."""
         label_maps = as_numpy(label_maps)
         if label_maps.shape != prepared.shape:
             raise ValueError(f"label maps have shape {label_maps.shape}, maps {prepared.shape}")
         names = list(names) if names is not None else [f"batch image {i}" for i in range(len(prepared))]
-        for scores, labels, name in zip(prepared, label_maps, names):
+        for scores, labels, name in zip(prepared, label_maps, names, strict=True):
             check_label_map(labels, name)
             positive, negative = pixel_histograms(scores, labels, self._edges)
             self._counts["positive"] += positive
@@ -259,7 +306,21 @@ class MaskAccumulator(_Counts):
             self._select(policy, None)
         pxap, precision, recall = pxap_curve(self._counts["positive"], self._counts["negative"])
         edges = self._edges[::-1][1:]  # operating point j keeps scores ≥ this edge
-        curves = pd.DataFrame({"curve": "pxprec_pxrec", "iou_threshold": np.nan, "threshold": edges,
-                               "value": np.nan, "precision": precision, "recall": recall})[CURVE_COLUMNS]
-        return MetricResult(metrics={"pxap": pxap}, thresholds={}, curves=curves, policy=policy,
-                            protocol=self.protocol.name, rule="PxAP integrates over every τ")
+        curves = pd.DataFrame(
+            {
+                "curve": "pxprec_pxrec",
+                "iou_threshold": np.nan,
+                "threshold": edges,
+                "value": np.nan,
+                "precision": precision,
+                "recall": recall,
+            }
+        )[CURVE_COLUMNS]
+        return MetricResult(
+            metrics={"pxap": pxap},
+            thresholds={},
+            curves=curves,
+            policy=policy,
+            protocol=self.protocol.name,
+            rule="PxAP integrates over every τ",
+        )

@@ -15,7 +15,6 @@ import numpy as np
 
 from wsolbench.metrics.protocols import EvalProtocol
 
-
 EMPTY_BOXES = {
     "zero": lambda width, height: (0, 0, 0, 0),
     "unit": lambda width, height: (0, 0, 1, 1),
@@ -28,13 +27,15 @@ def check_boxes(boxes: np.ndarray, what: str) -> np.ndarray:
     boxes = np.asarray(boxes, dtype=np.int64).reshape(-1, 4)
     bad = (boxes < 0).any(1) | (boxes[:, 2] < boxes[:, 0]) | (boxes[:, 3] < boxes[:, 1])
     if bad.any():
-        raise RuntimeError(f"{what}: box {tuple(boxes[bad][0].tolist())} is not (x0, y0, x1, y1) with 0 <= x0 <= x1, "
-                           "0 <= y0 <= y1")
+        raise RuntimeError(
+            f"{what}: box {tuple(boxes[bad][0].tolist())} is not (x0, y0, x1, y1) with 0 <= x0 <= x1, "
+            "0 <= y0 <= y1"
+        )
     return boxes
 
 
 def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """(M, K) IoU of inclusive pixel boxes: areas and intersection count pixels (+1); 0 if the union is ≤ 0."""
+    """(M, K) IoU of inclusive pixel boxes: areas and intersection count pixels (+1); 0 if union ≤ 0."""
     a = check_boxes(a, "box_iou first argument")[:, None, :]
     b = check_boxes(b, "box_iou second argument")[None, :, :]
     iw = np.maximum(0, np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]) + 1)
@@ -52,7 +53,7 @@ def quantize(prepared: np.ndarray) -> np.ndarray:
 
 
 def _levels(protocol: EvalProtocol, prepared: np.ndarray, thresholds: np.ndarray):
-    """(source image, per-level cut values (U,), inverse (T,)): foreground at threshold k is source > cut[inverse[k]]."""
+    """(source, cuts (U,), inverse (T,)): the foreground at threshold k is source > cuts[inverse[k]]."""
     if protocol.binarize == "uint8":
         q = quantize(prepared)
         cuts, inverse = np.unique((thresholds * q.max()).astype(np.int64), return_inverse=True)
@@ -90,10 +91,10 @@ def _pixel_component_rect(binary: np.ndarray, offset: tuple[int, int]) -> tuple[
 def sweep_boxes(protocol: EvalProtocol, prepared: np.ndarray, thresholds: np.ndarray):
     """Boxes of one prepared (H, W) map at every threshold.
 
-    Returns (boxes (M, 4) int64, starts (U,), v1 (U,), inverse (T,)): level u owns boxes[starts[u]:starts[u+1]]
-    (V2: all contours), boxes[v1[u]] is its V1 box, and threshold k uses level inverse[k]. A box is
-    (x, y, x+w, y+h) of the boundingRect / component, clipped to (W − 1, H − 1) if the protocol clips; an empty
-    foreground gives the single box protocol.empty_box.
+    Returns (boxes (M, 4) int64, starts (U,), v1 (U,), inverse (T,)): level u owns
+    boxes[starts[u]:starts[u+1]] (V2: all contours), boxes[v1[u]] is its V1 box, and threshold k uses
+    level inverse[k]. A box is (x, y, x+w, y+h) of the boundingRect / component, clipped to
+    (W − 1, H − 1) if the protocol clips; an empty foreground gives the protocol's empty box.
     """
     source, cuts, inverse = _levels(protocol, prepared, thresholds)
     rows = source.max(1)[None, :] > cuts[:, None]  # (U, S): rows holding foreground at each level
@@ -113,7 +114,7 @@ def sweep_boxes(protocol: EvalProtocol, prepared: np.ndarray, thresholds: np.nda
             empty.append(len(rects))
             rects.append((0, 0, 0, 0))
             continue
-        roi = source[y0[u]:y1[u], x0[u]:x1[u]]
+        roi = source[y0[u] : y1[u], x0[u] : x1[u]]
         binary = (roi > cut).view(np.uint8) if pixels else cv2.threshold(roi, cut, 1, cv2.THRESH_BINARY)[1]
         if pixels:
             rects.append(_pixel_component_rect(binary, (x0[u], y0[u])))
@@ -131,9 +132,10 @@ def sweep_boxes(protocol: EvalProtocol, prepared: np.ndarray, thresholds: np.nda
     return boxes, starts, v1, inverse
 
 
-def sweep_ious(protocol: EvalProtocol, prepared: np.ndarray, thresholds: np.ndarray,
-               gt_boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(IoU_V1 (T,), IoU_V2 (T,)) of one prepared map against its GT boxes, max over GT (and contours for V2)."""
+def sweep_ious(
+    protocol: EvalProtocol, prepared: np.ndarray, thresholds: np.ndarray, gt_boxes: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """(IoU_V1 (T,), IoU_V2 (T,)) of one prepared map vs its GT boxes (max over GT, and contours for V2)."""
     boxes, starts, v1, inverse = sweep_boxes(protocol, prepared, thresholds)
     best = box_iou(boxes, gt_boxes).max(1)
     return best[v1][inverse], np.maximum.reduceat(best, starts)[inverse]

@@ -1,4 +1,4 @@
-"""Raw method maps → [0, 1] maps in the evaluation frame, as each protocol scores them (metrics.md §2, §12)."""
+"""Raw method maps → [0, 1] maps in the evaluation frame, as each protocol scores them (metrics.md §2, 12)."""
 
 from __future__ import annotations
 
@@ -26,7 +26,9 @@ def _min_max(m: np.ndarray, protocol: EvalProtocol, eps: float) -> np.ndarray:
     """
     if np.isnan(m).any() or (eps == 0 and m.min() == m.max()):
         if protocol.invalid_map == "raise":
-            raise ValueError(f"{protocol.name} protocol: map is NaN or constant, min-max normalization undefined")
+            raise ValueError(
+                f"{protocol.name} protocol: map is NaN or constant, min-max normalization undefined"
+            )
         return np.zeros_like(m)
     m = m - m.min()
     return m / (m.max() + eps)

@@ -54,24 +54,68 @@ class EvalProtocol:
 
 
 def _wsolevaluation(crop: int, resize: int) -> EvalProtocol:
-    return EvalProtocol("wsolevaluation", EvalFrame(crop, crop), "bicubic", "after", "zeros", "uint8",
-                        "contours", True, "zero", False, "per_metric")
+    return EvalProtocol(
+        "wsolevaluation",
+        EvalFrame(crop, crop),
+        "bicubic",
+        "after",
+        "zeros",
+        "uint8",
+        "contours",
+        True,
+        "zero",
+        False,
+        "per_metric",
+    )
 
 
 def _sat(crop: int, resize: int) -> EvalProtocol:
-    return EvalProtocol("sat", EvalFrame(resize, crop), "bilinear", "before_eps", "zeros", "float",
-                        "pixels", False, "whole", False, "sat")
+    return EvalProtocol(
+        "sat",
+        EvalFrame(resize, crop),
+        "bilinear",
+        "before_eps",
+        "zeros",
+        "float",
+        "pixels",
+        False,
+        "whole",
+        False,
+        "sat",
+    )
 
 
 def _ts_cam(crop: int, resize: int) -> EvalProtocol:
-    return EvalProtocol("ts_cam", EvalFrame(crop, crop), "bilinear", "after", "zeros", "uint8",
-                        "contours", False, "unit", True, "per_metric")
+    return EvalProtocol(
+        "ts_cam",
+        EvalFrame(crop, crop),
+        "bilinear",
+        "after",
+        "zeros",
+        "uint8",
+        "contours",
+        False,
+        "unit",
+        True,
+        "per_metric",
+    )
 
 
 def _scm(crop: int, resize: int) -> EvalProtocol:
     # scm.md §4.2: boxes clipped to 223 and (0,0,0,0) when empty, like wsolevaluation; NaN raises.
-    return EvalProtocol("scm", EvalFrame(crop, crop), "bilinear", "after", "raise", "uint8",
-                        "contours", True, "zero", False, "per_metric")
+    return EvalProtocol(
+        "scm",
+        EvalFrame(crop, crop),
+        "bilinear",
+        "after",
+        "raise",
+        "uint8",
+        "contours",
+        True,
+        "zero",
+        False,
+        "per_metric",
+    )
 
 
 EVAL_PROTOCOLS = {"wsolevaluation": _wsolevaluation, "sat": _sat, "ts_cam": _ts_cam, "scm": _scm}

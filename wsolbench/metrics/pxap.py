@@ -17,7 +17,9 @@ def check_label_map(labels: np.ndarray, what: str) -> None:
         raise ValueError(f"{what}: label map values must be 0, 1 or 255, found {int(labels[bad][0])}")
 
 
-def pixel_histograms(scores: np.ndarray, labels: np.ndarray, edges: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def pixel_histograms(
+    scores: np.ndarray, labels: np.ndarray, edges: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """(positive counts, negative counts) per bin of raw scores; label 255 pixels are left out."""
     positive, _ = np.histogram(scores[labels == 1], bins=edges)
     negative, _ = np.histogram(scores[labels == 0], bins=edges)

@@ -46,8 +46,10 @@ def load_scoremap(scoremaps: Path, image_id: str) -> np.ndarray:
     if np.isnan(scoremap).any():
         raise ValueError(f"{image_id}: score map contains NaN")
     if scoremap.min() < 0 or scoremap.max() > 1:
-        raise ValueError(f"{image_id}: score map values must lie in [0, 1], "
-                         f"got [{scoremap.min():.6g}, {scoremap.max():.6g}]")
+        raise ValueError(
+            f"{image_id}: score map values must lie in [0, 1], "
+            f"got [{scoremap.min():.6g}, {scoremap.max():.6g}]"
+        )
     return scoremap
 
 
@@ -89,9 +91,15 @@ def _items(metadata: Metadata, metric: str, mask_root: Path | None, where: Path)
     return items
 
 
-def score(scoremaps: str | Path, metadata_dir: str | Path, metric: str = "maxboxaccv2",
-          cam_curve_interval: float = 0.001, iou_thresholds: Sequence[int] = (30, 50, 70),
-          mask_root: str | Path | None = None, workers: int | None = None) -> dict[str, Any]:
+def score(
+    scoremaps: str | Path,
+    metadata_dir: str | Path,
+    metric: str = "maxboxaccv2",
+    cam_curve_interval: float = 0.001,
+    iou_thresholds: Sequence[int] = (30, 50, 70),
+    mask_root: str | Path | None = None,
+    workers: int | None = None,
+) -> dict[str, Any]:
     """The score record: metric, value, per_iou, thresholds (τ per δ), policy, num_images, ... (percent)."""
     if metric not in METRICS:
         raise ValueError(f"unknown metric {metric!r}; valid: {', '.join(METRICS)}")
@@ -102,8 +110,17 @@ def score(scoremaps: str | Path, metadata_dir: str | Path, metric: str = "maxbox
     for image_id, _ in items:  # fail fast, before any work, on a missing map
         if not (scoremaps / f"{image_id}.npy").is_file():
             raise FileNotFoundError(f"{image_id}: no score map at {scoremaps / (image_id + '.npy')}")
-    tasks = [(scoremaps, metric, thresholds, tuple(iou_thresholds), None if mask_root is None else Path(mask_root),
-              items[k:k + CHUNK]) for k in range(0, len(items), CHUNK)]
+    tasks = [
+        (
+            scoremaps,
+            metric,
+            thresholds,
+            tuple(iou_thresholds),
+            None if mask_root is None else Path(mask_root),
+            items[k : k + CHUNK],
+        )
+        for k in range(0, len(items), CHUNK)
+    ]
     workers = min(workers or os.cpu_count() or 1, len(tasks))
     if workers > 1:
         with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
@@ -111,8 +128,11 @@ def score(scoremaps: str | Path, metadata_dir: str | Path, metric: str = "maxbox
     else:
         chunks = [_score_chunk(task) for task in tasks]
     protocol = get_protocol("wsolevaluation", crop_size=SIZE)
-    acc: Any = MaskAccumulator(protocol, thresholds) if metric == "pxap" else BoxAccumulator(
-        protocol, thresholds, iou_thresholds)
+    acc: Any = (
+        MaskAccumulator(protocol, thresholds)
+        if metric == "pxap"
+        else BoxAccumulator(protocol, thresholds, iou_thresholds)
+    )
     for counts in chunks:
         for key, array in acc.counts().items():
             array += counts[key]
@@ -132,8 +152,13 @@ def score(scoremaps: str | Path, metadata_dir: str | Path, metric: str = "maxbox
             best = int(np.argmax(curve.value.to_numpy()))
             per_iou[str(d)], taus[str(d)] = float(curve.value.iloc[best]), float(curve.threshold.iloc[best])
         record.update(value=result.metrics["maxboxacc"], per_iou=per_iou, thresholds=taus)
-    record.update(policy=result.policy, eval_protocol=result.protocol, num_images=len(items),
-                  cam_curve_interval=cam_curve_interval, iou_thresholds=list(iou_thresholds))
+    record.update(
+        policy=result.policy,
+        eval_protocol=result.protocol,
+        num_images=len(items),
+        cam_curve_interval=cam_curve_interval,
+        iou_thresholds=list(iou_thresholds),
+    )
     return record
 
 

@@ -319,7 +319,7 @@ def resolve(
     if base:
         merge(config, base, "run defaults: ")
     merge(config, user, f"{user_source}: " if user_source else "")
-    for assignment, layer in zip(overrides, set_layers):
+    for assignment, layer in zip(overrides, set_layers, strict=True):
         merge(config, layer, f"--set {assignment}: ")
     config.method.name = method_name
     config.dataset.name = dataset_name
@@ -362,7 +362,8 @@ def validate(config: ExperimentConfig) -> None:
             raise ConfigError(f"{key}: must be ≥ 0, got {get_key(config, key)}")
     if config.dataset.resize_size < config.dataset.crop_size:
         raise ConfigError(
-            f"dataset.resize_size ({config.dataset.resize_size}) must be ≥ dataset.crop_size ({config.dataset.crop_size})"
+            f"dataset.resize_size ({config.dataset.resize_size}) must be ≥ "
+            f"dataset.crop_size ({config.dataset.crop_size})"
         )
     if not 0 < config.eval.cam_curve_interval < 1:
         raise ConfigError(f"eval.cam_curve_interval: must lie in (0, 1), got {config.eval.cam_curve_interval}")

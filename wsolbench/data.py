@@ -174,7 +174,7 @@ def _read_boxes(path: Path, lines: list[tuple[int, str]], check_known: Any, size
     for n, line in lines:
         image_id, *coords = _fields(path, n, line, 5, "<image_id>,<x0>,<y0>,<x1>,<y1>")
         check_known(path, n, image_id)
-        x0, y0, x1, y1 = (_int(path, n, c, name) for c, name in zip(coords, ("x0", "y0", "x1", "y1")))
+        x0, y0, x1, y1 = (_int(path, n, c, name) for c, name in zip(coords, ("x0", "y0", "x1", "y1"), strict=True))
         if x1 < x0 or y1 < y0:
             raise MetadataError(f"{path}:{n}: box ({x0},{y0},{x1},{y1}) has x1 < x0 or y1 < y0")
         if min(x0, y0) < 0:

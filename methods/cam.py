@@ -21,7 +21,6 @@ CAM of class k (ResNet/VGG): mean over channels c of W_fc[k, c] · F_c(y, x), no
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
@@ -32,12 +31,12 @@ from torchvision.models import inception as tv_inception
 
 from wsolbench.method import (
     PROTOCOLS,
-    CheckpointError,
     Localization,
     MethodOutput,
     ParamGroup,
     WSOLMethod,
-    unwrap_state_dict,
+    check_keys,
+    read_state_dict,
 )
 from wsolbench.registry import register_method
 
@@ -204,31 +203,15 @@ class CAM(WSOLMethod):
             source: str = weights.url
             state_dict = weights.get_state_dict(progress=True)
         else:
-            path = Path(pretrained)
-            source = str(path)
-            if not path.is_file():
-                raise FileNotFoundError(f"cam: pretrained weight file {path} does not exist")
-            try:
-                obj = torch.load(path, map_location="cpu", weights_only=True)
-            except Exception as error:  # noqa: BLE001 - re-raised with the file name
-                raise CheckpointError(f"{path}: cannot be read as a torch state dict: {error}") from error
-            state_dict, _ = unwrap_state_dict(obj, path)
+            source = str(pretrained)
+            state_dict, _ = read_state_dict(pretrained)
         state_dict = self.adapt_torchvision(state_dict)
-        expected = self.state_dict()
-        head = tuple(f"{q}." for q in self.head_prefixes)
-        missing = sorted(k for k in expected if k not in state_dict and not k.startswith(head))
-        unexpected = sorted(set(state_dict) - set(expected))
-        shapes = sorted(f"{k}: file {tuple(v.shape)} vs model {tuple(expected[k].shape)}"
-                        for k, v in state_dict.items() if k in expected and v.shape != expected[k].shape)
-        if missing or unexpected or shapes:
-            parts = [f"{source} does not fit cam/{self.backbone_name} as torchvision ImageNet weights:"]
-            if missing:
-                parts.append(f"missing keys ({len(missing)}): {', '.join(missing)}")
-            if unexpected:
-                parts.append(f"unexpected keys ({len(unexpected)}): {', '.join(unexpected)}")
-            if shapes:
-                parts.append(f"shape mismatches ({len(shapes)}): {'; '.join(shapes)}")
-            raise CheckpointError("\n  ".join(parts))
+        check_keys(
+            self.state_dict(),
+            state_dict,
+            f"{source} does not fit cam/{self.backbone_name} as torchvision ImageNet weights:",
+            may_miss=tuple(f"{q}." for q in self.head_prefixes),
+        )
         self.load_state_dict(state_dict, strict=False)
 
 

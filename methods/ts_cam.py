@@ -13,7 +13,6 @@ Official checkpoints (`{"epoch", "state_dict", "best_map"}`, `module.` prefix, t
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, ClassVar
 
 import timm
@@ -22,13 +21,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from wsolbench.methods.vit import (
     ViTBackbone,
-    _read_weight_file,
     attention_with_row,
     block_forward,
     plain_attention,
 )
 
-from wsolbench.method import PROTOCOLS, Localization, MethodOutput, ParamGroup, WSOLMethod
+from wsolbench.method import PROTOCOLS, Localization, MethodOutput, ParamGroup, WSOLMethod, read_state_dict
 from wsolbench.registry import register_method
 
 DROP_PATH_RATE = 0.1  # the official scripts' argparse default (ts_cam.md §1.1, scm.md §1.1)
@@ -195,7 +193,7 @@ class TSCAM(WSOLMethod):
                 return
             bias = timm.create_model(self.backbone_name, pretrained=True).state_dict().get("head.bias")
         else:
-            bias = _read_weight_file(Path(pretrained)).get("head.bias")
+            bias = read_state_dict(pretrained)[0].get("head.bias")
         if bias is not None and bias.shape == self.head.bias.shape:
             with torch.no_grad():
                 self.head.bias.copy_(bias)

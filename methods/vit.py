@@ -13,7 +13,6 @@ Nothing here assumes a 14x14 grid or a 224 input: the grid comes from timm's pat
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 
 import timm
 import torch
@@ -22,7 +21,7 @@ from timm.layers import resample_abs_pos_embed
 from timm.models.vision_transformer import Attention, Block, VisionTransformer
 from torch import Tensor, nn
 
-from wsolbench.method import CheckpointError, unwrap_state_dict
+from wsolbench.method import check_keys, read_state_dict
 
 # Classifier heads of published ViT/DeiT checkpoints; no WSOL method reuses them.
 HEAD_PREFIXES = ("head.", "head_dist.")
@@ -172,7 +171,7 @@ def load_vit_weights(model_or_backbone: nn.Module, pretrained: bool | str, name:
     if pretrained is True:
         state = timm.create_model(name, pretrained=True, num_classes=0).state_dict()
     else:
-        state = _read_weight_file(Path(pretrained))
+        state = read_state_dict(pretrained)[0]
     state = {k: v for k, v in state.items() if not k.startswith(HEAD_PREFIXES)}
 
     prefix = _backbone_prefix(model_or_backbone)
@@ -184,39 +183,10 @@ def load_vit_weights(model_or_backbone: nn.Module, pretrained: bool | str, name:
         grid = _backbone_grid(model_or_backbone)
         state[pos_key] = resample_abs_pos_embed(state[pos_key], new_size=list(grid), num_prefix_tokens=1)
 
-    missing = sorted(wanted - set(state))
-    unexpected = sorted(set(state) - wanted)
-    shapes = sorted(
-        f"{k}: file {tuple(state[k].shape)} vs model {tuple(target[k].shape)}"
-        for k in wanted & set(state)
-        if state[k].shape != target[k].shape
-    )
-    if missing or unexpected or shapes:
-        parts = [f"{source} does not fit backbone {name!r}:"]
-        if missing:
-            parts.append(f"missing keys ({len(missing)}): {', '.join(missing)}")
-        if unexpected:
-            parts.append(f"unexpected keys ({len(unexpected)}): {', '.join(unexpected)}")
-        if shapes:
-            parts.append(f"shape mismatches ({len(shapes)}): {'; '.join(shapes)}")
-        raise CheckpointError("\n  ".join(parts))
+    check_keys({k: target[k] for k in wanted}, state, f"{source} does not fit backbone {name!r}:")
     with torch.no_grad():
         for key, value in state.items():
             target[key].copy_(value)
-
-
-def _read_weight_file(path: Path) -> dict[str, Tensor]:
-    if not path.is_file():
-        raise FileNotFoundError(f"pretrained weight file {path} does not exist")
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        return load_file(str(path))
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # noqa: BLE001 - re-raised with the file name
-        raise CheckpointError(f"{path}: cannot be read as a torch weight file: {error}") from error
-    return unwrap_state_dict(obj, path)[0]
 
 
 def _backbone_prefix(model: nn.Module) -> str:

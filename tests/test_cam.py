@@ -237,7 +237,7 @@ def test_wrong_checkpoint_keys_are_listed(tmp_path):
     message = str(info.value)
     assert "missing keys (1): fc.bias" in message
     assert "unexpected keys (1): bogus.weight" in message
-    assert "fc.weight: checkpoint (9, 512) vs model (5, 512)" in message
+    assert "fc.weight: file (9, 512) vs model (5, 512)" in message
 
 
 # ----------------------------------------------------------------------------- torchvision weights

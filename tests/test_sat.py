@@ -235,7 +235,7 @@ def test_wrong_checkpoint_keys_are_listed(tmp_path):
     message = str(info.value)
     assert "missing keys (1): loc_token" in message
     assert "unexpected keys (1): spa_token" in message
-    assert "head.weight: checkpoint (7, 32, 3, 3) vs model (5, 32, 3, 3)" in message
+    assert "head.weight: file (7, 32, 3, 3) vs model (5, 32, 3, 3)" in message
 
 
 def test_pretrained_deit_file_initializes_backbone_only(tmp_path):

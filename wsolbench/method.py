@@ -92,14 +92,7 @@ class WSOLMethod(nn.Module):
         `module.` prefix of DataParallel/DDP. Raises CheckpointError naming every missing,
         unexpected or wrongly shaped key.
         """
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"checkpoint {path} does not exist")
-        try:
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as error:  # noqa: BLE001 - re-raised with the file name
-            raise CheckpointError(f"{path}: cannot be read as a torch checkpoint: {error}") from error
-        state_dict, extras = unwrap_state_dict(obj, path)
+        state_dict, extras = read_state_dict(path)
         state_dict = self.adapt_state_dict(state_dict)
         check_state_dict(self, state_dict, path)
         self.load_state_dict(state_dict, strict=True)
@@ -125,18 +118,45 @@ def unwrap_state_dict(obj: Any, path: Path | str = "<checkpoint>") -> tuple[dict
     return dict(obj), extras
 
 
-def check_state_dict(model: nn.Module, state_dict: Mapping[str, Tensor], path: Path | str) -> None:
-    """Raise CheckpointError listing missing, unexpected and wrongly shaped keys, if any."""
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(state_dict))
-    unexpected = sorted(set(state_dict) - set(expected))
+def read_state_dict(path: str | Path) -> tuple[dict[str, Tensor], dict[str, Any]]:
+    """The tensors of a weight file and its other top-level entries.
+
+    `.safetensors` files are read with safetensors; anything else with `torch.load(weights_only=True)`
+    and `unwrap_state_dict`. A missing or unreadable file raises an error naming it.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"weight file {path} does not exist")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(path)), {}
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # noqa: BLE001 - re-raised with the file name
+        raise CheckpointError(f"{path}: cannot be read as a torch checkpoint: {error}") from error
+    return unwrap_state_dict(obj, path)
+
+
+def check_keys(
+    expected: Mapping[str, Tensor],
+    given: Mapping[str, Tensor],
+    header: str,
+    may_miss: tuple[str, ...] = (),
+) -> None:
+    """Raise CheckpointError(header + lists of missing, unexpected and wrongly shaped keys), if any.
+
+    Keys of `expected` starting with a prefix in `may_miss` may be absent from `given`.
+    """
+    missing = sorted(k for k in expected if k not in given and not k.startswith(may_miss))
+    unexpected = sorted(set(given) - set(expected))
     shapes = sorted(
-        f"{k}: checkpoint {tuple(state_dict[k].shape)} vs model {tuple(v.shape)}"
+        f"{k}: file {tuple(given[k].shape)} vs model {tuple(v.shape)}"
         for k, v in expected.items()
-        if k in state_dict and tuple(state_dict[k].shape) != tuple(v.shape)
+        if k in given and tuple(given[k].shape) != tuple(v.shape)
     )
     if missing or unexpected or shapes:
-        parts = [f"{path} does not fit {type(model).__name__}:"]
+        parts = [header]
         if missing:
             parts.append(f"missing keys ({len(missing)}): {', '.join(missing)}")
         if unexpected:
@@ -144,6 +164,11 @@ def check_state_dict(model: nn.Module, state_dict: Mapping[str, Tensor], path: P
         if shapes:
             parts.append(f"shape mismatches ({len(shapes)}): {'; '.join(shapes)}")
         raise CheckpointError("\n  ".join(parts))
+
+
+def check_state_dict(model: nn.Module, state_dict: Mapping[str, Tensor], path: Path | str) -> None:
+    """Raise CheckpointError listing missing, unexpected and wrongly shaped keys, if any."""
+    check_keys(model.state_dict(), state_dict, f"{path} does not fit {type(model).__name__}:")
 
 
 def create_method(

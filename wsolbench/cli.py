@@ -38,6 +38,7 @@ def main() -> None:
 def list_command() -> None:
     """List methods, datasets, backbones and protocols."""
     from wsolbench.method import PROTOCOLS
+    from wsolbench.metrics.protocols import EVAL_PROTOCOLS, THRESHOLD_POLICIES
 
     click.echo("methods:")
     for name in METHODS.names():
@@ -49,15 +50,9 @@ def list_command() -> None:
         adapter = DATASETS.get(name)
         click.echo(f"  {name:<14} {adapter.num_classes:>5} classes  {adapter.description}")
     click.echo("training protocols: " + ", ".join(PROTOCOLS))
-    try:
-        from wsolbench.metrics.protocols import EVAL_PROTOCOLS, THRESHOLD_POLICIES
-    except ImportError:  # metrics layer not installed in this build
-        pass
-    else:
-        click.echo("evaluation protocols: " + ", ".join(EVAL_PROTOCOLS))
-        click.echo("threshold policies: " + ", ".join(THRESHOLD_POLICIES))
-    if REPORTS.names():
-        click.echo("reports: " + ", ".join(REPORTS.names()))
+    click.echo("evaluation protocols: " + ", ".join(EVAL_PROTOCOLS))
+    click.echo("threshold policies: " + ", ".join(THRESHOLD_POLICIES))
+    click.echo("report styles: " + ", ".join(REPORTS.names()))
 
 
 @main.command()

@@ -53,72 +53,28 @@ class EvalProtocol:
         return self.frame.crop
 
 
-def _wsolevaluation(crop: int, resize: int) -> EvalProtocol:
-    return EvalProtocol(
-        "wsolevaluation",
-        EvalFrame(crop, crop),
-        "bicubic",
-        "after",
-        "zeros",
-        "uint8",
-        "contours",
-        True,
-        "zero",
-        False,
-        "per_metric",
-    )
-
-
-def _sat(crop: int, resize: int) -> EvalProtocol:
-    return EvalProtocol(
-        "sat",
-        EvalFrame(resize, crop),
-        "bilinear",
-        "before_eps",
-        "zeros",
-        "float",
-        "pixels",
-        False,
-        "whole",
-        False,
-        "sat",
-    )
-
-
-def _ts_cam(crop: int, resize: int) -> EvalProtocol:
-    return EvalProtocol(
-        "ts_cam",
-        EvalFrame(crop, crop),
-        "bilinear",
-        "after",
-        "zeros",
-        "uint8",
-        "contours",
-        False,
-        "unit",
-        True,
-        "per_metric",
-    )
-
-
-def _scm(crop: int, resize: int) -> EvalProtocol:
+# Each protocol's conventions, with the frame filled in by `get_protocol`. Only "sat" evaluates in
+# a centre crop of the resized image; the others resize straight to the crop size.
+_CONVENTIONS: dict[str, dict] = {
+    "wsolevaluation": dict(
+        upsample="bicubic", normalize="after", invalid_map="zeros", binarize="uint8", components="contours",
+        clip=True, empty_box="zero", strict_topk=False, selection="per_metric",
+    ),
+    "sat": dict(
+        upsample="bilinear", normalize="before_eps", invalid_map="zeros", binarize="float", components="pixels",
+        clip=False, empty_box="whole", strict_topk=False, selection="sat",
+    ),
+    "ts_cam": dict(
+        upsample="bilinear", normalize="after", invalid_map="zeros", binarize="uint8", components="contours",
+        clip=False, empty_box="unit", strict_topk=True, selection="per_metric",
+    ),
     # scm.md §4.2: boxes clipped to 223 and (0,0,0,0) when empty, like wsolevaluation; NaN raises.
-    return EvalProtocol(
-        "scm",
-        EvalFrame(crop, crop),
-        "bilinear",
-        "after",
-        "raise",
-        "uint8",
-        "contours",
-        True,
-        "zero",
-        False,
-        "per_metric",
-    )
-
-
-EVAL_PROTOCOLS = {"wsolevaluation": _wsolevaluation, "sat": _sat, "ts_cam": _ts_cam, "scm": _scm}
+    "scm": dict(
+        upsample="bilinear", normalize="after", invalid_map="raise", binarize="uint8", components="contours",
+        clip=True, empty_box="zero", strict_topk=False, selection="per_metric",
+    ),
+}
+EVAL_PROTOCOLS = tuple(_CONVENTIONS)
 
 
 def get_protocol(name: str, crop_size: int = 224, resize_size: int = 256) -> EvalProtocol:
@@ -127,7 +83,8 @@ def get_protocol(name: str, crop_size: int = 224, resize_size: int = 256) -> Eva
         raise ValueError(f"unknown evaluation protocol {name!r}; valid: {', '.join(EVAL_PROTOCOLS)}")
     if crop_size <= 0 or resize_size < crop_size:
         raise ValueError(f"need 0 < crop_size <= resize_size, got crop {crop_size}, resize {resize_size}")
-    return EVAL_PROTOCOLS[name](crop_size, resize_size)
+    frame = EvalFrame(resize_size, crop_size) if name == "sat" else EvalFrame(crop_size, crop_size)
+    return EvalProtocol(name=name, frame=frame, **_CONVENTIONS[name])
 
 
 def threshold_list(interval: float) -> np.ndarray:

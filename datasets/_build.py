@@ -76,12 +76,6 @@ def image_size(path: Path) -> tuple[int, int]:
         raise FileNotFoundError(f"{path}: image listed in the source annotations is missing") from None
 
 
-def read_lines(path: Path) -> list[tuple[int, str]]:
-    """(line number, text) of the non-empty lines, with `\\r\\n` and `\\n` endings stripped."""
-    text = path.read_text(encoding="utf-8")
-    return [(n, line.rstrip("\r\n")) for n, line in enumerate(text.split("\n"), start=1) if line.strip()]
-
-
 def end_box(where: str, x0: float, y0: float, x1: float, y1: float, size: tuple[int, int]) -> Box:
     """An inclusive box from x0, y0 and an end x1 = x0 + w (no −1), as CUB and the SAT lists give it.
 

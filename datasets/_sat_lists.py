@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from wsolbench.data import Box, Metadata, MetadataError
+from wsolbench.data import Box, Metadata, MetadataError, read_lines
 
-from ._build import end_box, image_size, read_lines
+from ._build import end_box, image_size
 
 
 def boxes_and_size(where: str, numbers: list[str], path: Path) -> tuple[list[Box], tuple[int, int]]:

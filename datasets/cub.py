@@ -20,6 +20,7 @@ from wsolbench.data import (
     MetadataError,
     PreparedDataset,
     open_dataset,
+    read_lines,
     read_metadata,
 )
 from wsolbench.registry import register_dataset
@@ -28,7 +29,6 @@ from ._build import (
     SHIPPED_METADATA,
     end_box,
     image_size,
-    read_lines,
     require,
     require_all,
     staged,

@@ -27,6 +27,7 @@ from wsolbench.data import (
     MetadataError,
     PreparedDataset,
     open_dataset,
+    read_lines,
     read_metadata,
 )
 from wsolbench.registry import register_dataset
@@ -35,7 +36,6 @@ from ._build import (
     IMAGE_SUFFIXES,
     SHIPPED_METADATA,
     image_size,
-    read_lines,
     require,
     require_all,
     staged,

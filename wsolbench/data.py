@@ -77,8 +77,12 @@ class Metadata:
 # --------------------------------------------------------------------------- reading and writing
 
 
-def _lines(path: Path) -> list[tuple[int, str]]:
-    """Non-empty (line number, text) pairs; a missing final newline is the format's norm."""
+def read_lines(path: Path) -> list[tuple[int, str]]:
+    """(line number, text) of the non-empty lines, `\r\n` and `\n` endings stripped.
+
+    A missing final newline is the wsolevaluation format's norm; the dataset adapters read the
+    official list files with this too.
+    """
     text = path.read_text(encoding="utf-8")
     return [(n, line.rstrip("\r")) for n, line in enumerate(text.split("\n"), start=1) if line.strip()]
 
@@ -110,7 +114,7 @@ def read_metadata(split_dir: str | Path, num_classes: int | None = None) -> Meta
         raise MetadataError(f"{ids_path}: missing (every split needs image_ids.txt)")
     image_ids: list[str] = []
     known: dict[str, int] = {}  # image id → its line in image_ids.txt
-    for n, line in _lines(ids_path):
+    for n, line in read_lines(ids_path):
         if "," in line:
             raise MetadataError(f"{ids_path}:{n}: expected one image id per line, got {line!r}")
         if line in known:
@@ -126,7 +130,7 @@ def read_metadata(split_dir: str | Path, num_classes: int | None = None) -> Meta
     labels_path = split_dir / "class_labels.txt"
     if not labels_path.is_file():
         raise MetadataError(f"{labels_path}: missing (every split needs class_labels.txt)")
-    for n, line in _lines(labels_path):
+    for n, line in read_lines(labels_path):
         image_id, label_text = _fields(labels_path, n, line, 2, "<image_id>,<label>")
         check_known(labels_path, n, image_id)
         label = _int(labels_path, n, label_text, "class label")
@@ -149,7 +153,7 @@ def read_metadata(split_dir: str | Path, num_classes: int | None = None) -> Meta
     sizes: dict[str, tuple[int, int]] = {}
     sizes_path = split_dir / "image_sizes.txt"
     if sizes_path.is_file():
-        for n, line in _lines(sizes_path):
+        for n, line in read_lines(sizes_path):
             image_id, w, h = _fields(sizes_path, n, line, 3, "<image_id>,<W>,<H>")
             check_known(sizes_path, n, image_id)
             size = (_int(sizes_path, n, w, "width"), _int(sizes_path, n, h, "height"))
@@ -161,7 +165,7 @@ def read_metadata(split_dir: str | Path, num_classes: int | None = None) -> Meta
     masks: dict[str, MaskEntry] = {}
     loc_path = split_dir / "localization.txt"
     if loc_path.is_file():
-        lines = _lines(loc_path)
+        lines = read_lines(loc_path)
         if lines and len(lines[0][1].split(",")) == 3:
             masks = _read_masks(loc_path, lines, check_known)
         else:

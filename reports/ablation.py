@@ -20,7 +20,6 @@ from __future__ import annotations
 import io
 import itertools
 import json
-import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +29,7 @@ import pandas as pd
 
 from wsolbench.config import ConfigError, parse_set
 from wsolbench.data import atomic_write_text
+from wsolbench.engine.distributed import is_main_process
 from wsolbench.results import RunDir
 
 from . import plots
@@ -133,7 +133,7 @@ def run_ablation(method: str, dataset: str, studies: list[Study], overrides: lis
                                 experiment=f"{experiment}/{cell['label']}", base=base)
             planned.append((study, cell, configs))
     root = Path(planned[0][2][0].output_dir) / experiment
-    main_rank = os.environ.get("RANK", "0") == "0"
+    main_rank = is_main_process()
     manifest: dict[str, Any] = {"method": method, "dataset": dataset, "experiment": experiment,
                                 "overrides": list(overrides), "studies": []}
     all_paths = iter(execute([c for _, _, configs in planned for c in configs], resume=resume))

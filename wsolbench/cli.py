@@ -9,6 +9,7 @@ import click
 
 from wsolbench.config import ConfigError
 from wsolbench.data import MetadataError
+from wsolbench.engine.distributed import is_main_process
 from wsolbench.engine.train import TrainingDiverged
 from wsolbench.method import CheckpointError
 from wsolbench.registry import DATASETS, METHODS, REPORTS, RegistryError
@@ -124,7 +125,7 @@ def train(method: str, dataset: str, protocol: str | None, seed: int | None, con
                         seeds=None if seed is None else [seed], user=user, user_source=source,
                         overrides=list(overrides), experiment=experiment)
     for path in execute(configs, resume=resume):
-        if _is_main_process():
+        if is_main_process():
             click.echo(f"run: {path}")
             _print_metrics(path)
 
@@ -151,7 +152,7 @@ def evaluate(method: str, dataset: str, checkpoint: Path, protocol: str | None, 
     config = resolve(method=method, dataset=dataset, user=user, user_source=source,
                      overrides=[*overrides, *extra])
     path = evaluate_checkpoint(config, checkpoint, output)
-    if _is_main_process():
+    if is_main_process():
         click.echo(f"evaluation: {path}")
         _print_metrics(path)
 
@@ -191,16 +192,10 @@ def run(methods: str | None, datasets: str | None, protocols: str | None, seeds:
                         overrides=list(overrides), experiment=experiment or plan.get("experiment"), base=base)
     started = time.perf_counter()
     paths = execute(configs, resume=resume)
-    if _is_main_process():
+    if is_main_process():
         click.echo(markdown_table(summary_table(paths)))
         click.echo(f"{len(paths)} run(s) in {time.perf_counter() - started:.0f} s; "
                    f"table written to {paths[0].parents[1] / 'summary.md'} (+ .csv)")
-
-
-def _is_main_process() -> bool:
-    import os
-
-    return os.environ.get("RANK", "0") == "0"
 
 
 @main.command()
@@ -244,7 +239,7 @@ def ablate(method: str, dataset: str, grids: tuple[str, ...], seeds: str, config
     manifest = ablation.run_ablation(method, dataset, studies, overrides=list(overrides),
                                      experiment=experiment, seeds=_seeds(seeds), user=user,
                                      user_source=source, resume=resume)
-    if _is_main_process():
+    if is_main_process():
         out = manifest.parent / "report"
         result = ablation.write_outputs(ablation.load_manifest(manifest), out, PAPER)
         click.echo(result.markdown)

@@ -30,6 +30,11 @@ class DistInfo:
         return self.world_size > 1
 
 
+def is_main_process() -> bool:
+    """Whether this process is rank 0 of a torchrun launch (or the only process): it alone writes."""
+    return os.environ.get("RANK", "0") == "0"
+
+
 def pick_device(preference: str, local_rank: int = 0) -> torch.device:
     """`auto` → the local CUDA device when one is available, else CPU."""
     if preference == "cuda" or (preference == "auto" and torch.cuda.is_available()):

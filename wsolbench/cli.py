@@ -7,16 +7,11 @@ from pathlib import Path
 
 import click
 
-from wsolbench.config import ConfigError
-from wsolbench.data import MetadataError
 from wsolbench.engine.distributed import is_main_process
-from wsolbench.engine.train import TrainingDiverged
-from wsolbench.method import CheckpointError
-from wsolbench.registry import DATASETS, METHODS, REPORTS, RegistryError
-from wsolbench.results import RunLockedError
+from wsolbench.errors import WsolbenchError
+from wsolbench.registry import DATASETS, METHODS, REPORTS
 
-USER_ERRORS = (ConfigError, MetadataError, RegistryError, FileNotFoundError, ValueError, CheckpointError,
-               RunLockedError, TrainingDiverged)
+USER_ERRORS = (WsolbenchError, FileNotFoundError, ValueError)
 
 
 class FriendlyGroup(click.Group):

@@ -25,10 +25,11 @@ from typing import Any
 
 import yaml
 
+from wsolbench.errors import WsolbenchError
 from wsolbench.registry import closest
 
 
-class ConfigError(ValueError):
+class ConfigError(WsolbenchError, ValueError):
     """A bad key, type or value; the message names the dotted key (and the source, when known)."""
 
 

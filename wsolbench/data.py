@@ -25,6 +25,8 @@ from PIL import Image
 from torch.utils.data import Dataset
 from torchvision import transforms as T
 
+from wsolbench.errors import WsolbenchError
+
 SPLITS = ("train", "val", "test")
 SPLIT_ROLES = {"train": "train-weaksup", "val": "train-fullsup", "test": "test"}
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -32,7 +34,7 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 Box = tuple[int, int, int, int]
 
 
-class MetadataError(ValueError):
+class MetadataError(WsolbenchError, ValueError):
     """A metadata file that breaks the format; the message starts with `<file>:<line>:`."""
 
 

@@ -23,6 +23,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
+from wsolbench.errors import WsolbenchError
 from wsolbench.registry import METHODS, closest
 
 PROTOCOLS = ("full", "parameter_efficient", "few_shot")
@@ -58,7 +59,7 @@ class ParamGroup:
         return sum(p.numel() for _, p in self.params)
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(WsolbenchError, RuntimeError):
     """A checkpoint that does not fit the model; the message lists the offending keys."""
 
 

@@ -15,10 +15,12 @@ from collections.abc import Callable, Iterator
 from importlib import metadata
 from typing import Any, Generic, TypeVar
 
+from wsolbench.errors import WsolbenchError
+
 T = TypeVar("T")
 
 
-class RegistryError(KeyError):
+class RegistryError(WsolbenchError, KeyError):
     """An unknown or duplicate name; the message names the registry and the closest valid names."""
 
     def __str__(self) -> str:  # KeyError quotes its message; we want it plain

@@ -30,13 +30,14 @@ import pandas as pd
 import torch
 
 from wsolbench.data import atomic_write_text
+from wsolbench.errors import WsolbenchError
 
 RUN_KEYS = ("experiment", "dataset", "method", "backbone", "protocol", "seed", "trainable_params")
 ENTRY_KEYS = ("split", "eval_protocol", "threshold_policy", "checkpoint")
 RESULT_COLUMNS = ["run_dir", *RUN_KEYS, *ENTRY_KEYS, "metric", "value"]
 
 
-class RunLockedError(RuntimeError):
+class RunLockedError(WsolbenchError, RuntimeError):
     """Another process holds the run directory."""
 
 

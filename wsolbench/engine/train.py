@@ -31,6 +31,7 @@ from wsolbench.data import WSOLDataset, collate
 from wsolbench.engine.checkpoint import load_training_state, rng_state, set_rng_state
 from wsolbench.engine.distributed import DistInfo, all_gather_object
 from wsolbench.engine.optim import LRSchedule, build_optimizer
+from wsolbench.errors import WsolbenchError
 from wsolbench.method import ParamGroup, WSOLMethod
 from wsolbench.results import RunDir
 
@@ -41,7 +42,7 @@ KILL_AFTER_STEP_ENV = "WSOLBENCH_KILL_AFTER_STEP"
 Validator = Callable[[WSOLMethod], tuple[str, float]]
 
 
-class TrainingDiverged(RuntimeError):
+class TrainingDiverged(WsolbenchError, RuntimeError):
     """The loss became NaN or infinite; the message names the step and the last good checkpoint."""
 
 

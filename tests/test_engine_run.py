@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+import yaml
 from click.testing import CliRunner
 from engine_toy import TOY, make_dataset, overrides
 
@@ -140,21 +141,29 @@ def test_evaluate_official_checkpoint(data_root, tmp_path) -> None:
 
     result = evaluate(official, tmp_path / "scored")
     assert result.exit_code == 0, result.output
+    assert "thresholds 0.4" in result.output and "ten-crop classification" in result.output
     metrics = json.loads((tmp_path / "scored" / "metrics.json").read_text())
     assert metrics["protocol"] == "external"
     assert {e["eval_protocol"] for e in metrics["results"]} == {"sat"}
+    # SAT's evaluator.py defaults: τ list [0.4] read with SAT's rule, ten-crop classification
+    keys = [(e["split"], e["threshold_policy"]) for e in metrics["results"]]
+    assert keys == [("val", "oracle-test"), ("test", "oracle-test"), ("test", "fixed")]
+    assert set(metrics["results"][2]["thresholds"].values()) == {0.4}
+    saved = yaml.safe_load((tmp_path / "scored" / "config.yaml").read_text())["eval"]
+    assert (saved["thresholds"], saved["ten_crop"], saved["threshold_policy"]) == ([0.4], True, "fixed")
     # the same weights scored through our own checkpoint give the same numbers
     again = evaluate(path / "checkpoints/last.pt", tmp_path / "ours")
     assert again.exit_code == 0, again.output
     mine = json.loads((tmp_path / "ours" / "metrics.json").read_text())["results"]
-    assert [e["checkpoint"] for e in metrics["results"]] == [str(official)] * 2
+    assert [e["checkpoint"] for e in metrics["results"]] == [str(official)] * 3
     assert [{**e, "checkpoint": ""} for e in mine] == [{**e, "checkpoint": ""} for e in metrics["results"]]
-    ten_crop = evaluate(official, tmp_path / "ten", "--set", "eval.ten_crop=true")
-    assert ten_crop.exit_code == 0, ten_crop.output
-    single, ten = (json.loads((tmp_path / d / "metrics.json").read_text())["results"][1]["metrics"]
-                   for d in ("ours", "ten"))
-    assert ten["maxboxaccv2"] == single["maxboxaccv2"] and ten["gt_known_loc"] == single["gt_known_loc"]
-    assert "top1_cls" in ten
+    single = evaluate(official, tmp_path / "single", "--set", "eval.ten_crop=false")  # --set overrides
+    assert single.exit_code == 0, single.output
+    assert "single-view classification" in single.output
+    one, ten = (json.loads((tmp_path / d / "metrics.json").read_text())["results"][2]["metrics"]
+                for d in ("single", "ours"))
+    assert ten["maxboxaccv2"] == one["maxboxaccv2"] and ten["gt_known_loc"] == one["gt_known_loc"]
+    assert "top1_cls" in ten and "top1_cls" in one
     bad = tmp_path / "bad.pt"
     torch.save({"model": {"head.weight": torch.zeros(1)}}, bad)
     result = evaluate(bad, tmp_path / "bad")

@@ -130,7 +130,9 @@ def train(method: str, dataset: str, protocol: str | None, seed: int | None, con
 @click.option("--dataset", default="synthetic", show_default=True)
 @click.option("--checkpoint", required=True, type=click.Path(path_type=Path),
               help="Ours (checkpoints/*.pt) or an official SAT / TS-CAM / SCM / wsolevaluation file.")
-@click.option("--protocol", default=None, help="Evaluation protocol: wsolevaluation, sat, ts_cam, scm.")
+@click.option("--protocol", default=None,
+              help="Evaluation protocol: wsolevaluation, sat, ts_cam, scm; also applies that repository's "
+                   "test-script defaults for the dataset (thresholds, ten-crop); --config/--set override them.")
 @click.option("--threshold-policy", default=None, help="oracle-test, fixed (with eval.thresholds) or val.")
 @config_option
 @set_option
@@ -140,12 +142,18 @@ def evaluate(method: str, dataset: str, checkpoint: Path, protocol: str | None, 
     """Score a trained or published checkpoint under any evaluation protocol."""
     from wsolbench.config import resolve
     from wsolbench.engine.runner import evaluate_checkpoint
+    from wsolbench.metrics.protocols import official_evaluator
 
+    official = {"eval": official_evaluator(protocol, dataset).eval_layer(protocol)} if protocol else None
     extra = [f"eval.protocol={protocol}"] if protocol else []
     extra += [f"eval.threshold_policy={threshold_policy}"] if threshold_policy else []
     user, source = _user_layer(config_file)
     config = resolve(method=method, dataset=dataset, user=user, user_source=source,
-                     overrides=[*overrides, *extra])
+                     overrides=[*overrides, *extra], base=official)
+    if protocol and is_main_process():
+        tau = ", ".join(map(str, config.eval.thresholds)) if config.eval.threshold_policy == "fixed" else "swept"
+        click.echo(f"protocol {protocol} on {dataset}: thresholds {tau} (step {config.eval.cam_curve_interval}), "
+                   f"{'ten-crop' if config.eval.ten_crop else 'single-view'} classification")
     path = evaluate_checkpoint(config, checkpoint, output)
     if is_main_process():
         click.echo(f"evaluation: {path}")

@@ -58,6 +58,22 @@ def _loader(dataset: Any, indices: list[int], config: ExperimentConfig) -> DataL
     )
 
 
+def top1_class_maps(
+    model: WSOLMethod, images: torch.Tensor, labels: torch.Tensor, logits: torch.Tensor, maps: torch.Tensor
+) -> torch.Tensor:
+    """Raw maps (B, h, w) of each image's top-1 predicted class (argmax of `logits`, ties → lower index).
+
+    `maps` (the GT-class maps) are reused where the prediction equals the label; the other images
+    are localized again for their predicted class.
+    """
+    predicted = logits.float().argmax(-1).to(labels.device)
+    wrong = predicted != labels
+    out = maps.clone()
+    if wrong.any():
+        out[wrong.cpu()] = model.localize(images[wrong], class_ids=predicted[wrong]).maps.float().cpu()
+    return out
+
+
 @torch.no_grad()
 def accumulate(
     model: WSOLMethod,
@@ -99,7 +115,8 @@ def accumulate(
             views = next(crops)["image"].to(device)  # (B, 10, 3, S, S)
             flat = model(views.flatten(0, 1)).logits.float()
             logits = flat.softmax(-1).view(len(labels), views.shape[1], -1).mean(1)
-        accumulator.update(maps, batch["boxes"], labels.cpu(), logits.float().cpu())
+        top1_maps = top1_class_maps(model, images, labels, logits, maps) if protocol.box_map == "top1_class" else None
+        accumulator.update(maps, batch["boxes"], labels.cpu(), logits.float().cpu(), top1_maps=top1_maps)
     model.train(was_training)
     accumulator.reduce(lambda counts: all_reduce_sum_(counts, info))
     return accumulator

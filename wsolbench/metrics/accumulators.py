@@ -137,9 +137,17 @@ class BoxAccumulator(_Counts):
     def _signature(self) -> tuple:
         return (self.protocol, tuple(self.thresholds.tolist()), self.iou_thresholds)
 
-    def update(self, maps: Any, gt_boxes: Sequence[Any], labels: Any, logits: Any = None) -> None:
-        """Add a batch of RAW method maps (B, h, w); they are prepared as the protocol says (maps.py)."""
-        self.update_prepared(prepare_maps(self.protocol, maps), gt_boxes, labels, logits)
+    def update(
+        self, maps: Any, gt_boxes: Sequence[Any], labels: Any, logits: Any = None, top1_maps: Any = None
+    ) -> None:
+        """Add a batch of RAW method maps (B, h, w); they are prepared as the protocol says (maps.py).
+
+        `top1_maps`: the raw maps of each image's top-1 predicted class, needed (with logits) when the
+        protocol reads its box metrics from them (box_map 'top1_class'); only images whose
+        prediction is wrong use them, since elsewhere they equal `maps`.
+        """
+        top1 = None if top1_maps is None else prepare_maps(self.protocol, top1_maps)
+        self.update_prepared(prepare_maps(self.protocol, maps), gt_boxes, labels, logits, top1_prepared=top1)
 
     def update_prepared(
         self,
@@ -148,8 +156,12 @@ class BoxAccumulator(_Counts):
         labels: Any,
         logits: Any = None,
         names: Sequence[str] | None = None,
+        top1_prepared: np.ndarray | None = None,
     ) -> None:
-        """Add a batch of maps already in the frame and in [0, 1] (B, S, S); `names` label errors."""
+        """Add a batch of maps already in the frame and in [0, 1] (B, S, S); `names` label errors.
+
+        `top1_prepared`: the prepared maps of the top-1 predicted classes (see `update`).
+        """
         labels = as_numpy(labels).astype(np.int64).reshape(-1)
         batch = len(prepared)
         names = list(names) if names is not None else [f"batch image {i}" for i in range(batch)]
@@ -157,29 +169,43 @@ class BoxAccumulator(_Counts):
             raise ValueError(
                 f"batch of {batch} maps has {len(gt_boxes)} GT box lists and {len(labels)} labels"
             )
+        top1 = top5 = None
+        if logits is not None:
+            logits = as_numpy(logits).astype(np.float64)
+            if logits.shape[0] != batch or logits.ndim != 2:
+                raise ValueError(f"logits must have shape ({batch}, num_classes), got {logits.shape}")
+            order = np.argsort(-logits, axis=1, kind="stable")  # ties → lower class index, as argmax
+            top1 = order[:, 0] == labels
+            top5 = (order[:, :5] == labels[:, None]).any(1)
+        by_prediction = self.protocol.box_map == "top1_class" and top1 is not None
+        if by_prediction and (top1_prepared is None or len(top1_prepared) != batch):
+            raise ValueError(
+                f"the {self.protocol.name} protocol reads box metrics from the top-1 predicted class's map: "
+                f"give top1 maps for all {batch} images along with the logits"
+            )
         iou_v1 = np.empty((batch, len(self.thresholds)))
         iou_v2 = np.empty_like(iou_v1)
+        box_v1, box_v2 = iou_v1, iou_v2  # the IoUs the box metrics read
+        if by_prediction:
+            box_v1, box_v2 = np.empty_like(iou_v1), np.empty_like(iou_v1)
         for i in range(batch):
             boxes = check_boxes(as_numpy(gt_boxes[i]), f"{names[i]}: GT box")
             if len(boxes) == 0:
                 raise ValueError(f"{names[i]}: no GT box")
             iou_v1[i], iou_v2[i] = sweep_ious(self.protocol, prepared[i], self.thresholds, boxes)
+            if by_prediction:
+                box_v1[i], box_v2[i] = (
+                    (iou_v1[i], iou_v2[i]) if top1[i]
+                    else sweep_ious(self.protocol, top1_prepared[i], self.thresholds, boxes)
+                )
         c = self._counts
         c["images"] += batch
-        c["v1"] += (iou_v1[None] >= self._deltas).sum(1)
-        c["v2"] += (iou_v2[None] >= self._deltas).sum(1)
-        located = iou_v1 >= 0.5
-        c["gt_known"] += located.sum(0)
+        c["v1"] += (box_v1[None] >= self._deltas).sum(1)
+        c["v2"] += (box_v2[None] >= self._deltas).sum(1)
+        c["gt_known"] += (box_v1 >= 0.5).sum(0)
         if logits is None:
             return
-        logits = as_numpy(logits).astype(np.float64)
-        if logits.shape[0] != batch or logits.ndim != 2:
-            raise ValueError(f"logits must have shape ({batch}, num_classes), got {logits.shape}")
-        order = np.argsort(-logits, axis=1, kind="stable")  # ties → lower class index, as argmax
-        top1 = order[:, 0] == labels
-        top5 = (order[:, :5] == labels[:, None]).any(1)
-        if self.protocol.strict_topk:
-            located = iou_v1 > 0.5
+        located = iou_v1 > 0.5 if self.protocol.strict_topk else iou_v1 >= 0.5
         c["classified"] += batch
         c["top1_cls"] += top1.sum()
         c["top5_cls"] += top5.sum()

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from wsolbench.data import EvalFrame
+from wsolbench.registry import closest
 
 THRESHOLD_POLICIES = ("oracle-test", "fixed", "val")
 
@@ -33,6 +34,9 @@ class EvalProtocol:
     strict_topk: Top-1/Top-5 Loc need IoU > 0.5 rather than ≥ 0.5 (TS-CAM).
     selection: 'per_metric' = each metric (and each δ) takes its own best τ; 'sat' = one τ maximizing
       GT-known + Top-1 Loc (ties → first), every metric read at it ("code-MaxBoxAccV2").
+    box_map: the class whose map the box metrics (MaxBoxAcc, MaxBoxAccV2, GT-known Loc) are read from:
+      'gt_class', or 'top1_class', the top-1 predicted class (SCM). Top-1 / Top-5 Loc always read the
+      GT-class map (the predicted one whenever the prediction is right).
     """
 
     name: str
@@ -46,6 +50,7 @@ class EvalProtocol:
     empty_box: str
     strict_topk: bool
     selection: str
+    box_map: str
 
     @property
     def size(self) -> int:
@@ -58,23 +63,75 @@ class EvalProtocol:
 _CONVENTIONS: dict[str, dict] = {
     "wsolevaluation": dict(
         upsample="bicubic", normalize="after", invalid_map="zeros", binarize="uint8", components="contours",
-        clip=True, empty_box="zero", strict_topk=False, selection="per_metric",
+        clip=True, empty_box="zero", strict_topk=False, selection="per_metric", box_map="gt_class",
     ),
     "sat": dict(
         upsample="bilinear", normalize="before_eps", invalid_map="zeros", binarize="float", components="pixels",
-        clip=False, empty_box="whole", strict_topk=False, selection="sat",
+        clip=False, empty_box="whole", strict_topk=False, selection="sat", box_map="gt_class",
     ),
     "ts_cam": dict(
         upsample="bilinear", normalize="after", invalid_map="zeros", binarize="uint8", components="contours",
-        clip=False, empty_box="unit", strict_topk=True, selection="per_metric",
+        clip=False, empty_box="unit", strict_topk=True, selection="per_metric", box_map="gt_class",
     ),
-    # scm.md §4.2: boxes clipped to 223 and (0,0,0,0) when empty, like wsolevaluation; NaN raises.
+    # SCM: boxes clipped to 223 and (0,0,0,0) when empty, like wsolevaluation; NaN raises; box metrics
+    # on the top-1 predicted class's map.
     "scm": dict(
         upsample="bilinear", normalize="after", invalid_map="raise", binarize="uint8", components="contours",
-        clip=True, empty_box="zero", strict_topk=False, selection="per_metric",
+        clip=True, empty_box="zero", strict_topk=False, selection="per_metric", box_map="top1_class",
     ),
 }
 EVAL_PROTOCOLS = tuple(_CONVENTIONS)
+
+
+@dataclass(frozen=True)
+class OfficialEvaluator:
+    """What a repository's own test script does by default on one dataset, beyond the box conventions.
+
+    thresholds: the fixed τ list it scores (the protocol's selection rule picks among them); empty
+      when it sweeps arange(0, 1, cam_curve_interval) and takes the best τ on the evaluated split.
+    cam_curve_interval: the sweep step (for fixed lists: the step of our extra oracle-test entry).
+    ten_crop: classification from the softmax averaged over ten crops (else the evaluation view).
+    """
+
+    thresholds: tuple[float, ...]
+    cam_curve_interval: float
+    ten_crop: bool
+
+    def eval_layer(self, protocol: str) -> dict:
+        """These settings as an `eval` config mapping for `protocol`."""
+        return {
+            "protocol": protocol,
+            "threshold_policy": "fixed" if self.thresholds else "oracle-test",
+            "thresholds": list(self.thresholds),
+            "cam_curve_interval": self.cam_curve_interval,
+            "ten_crop": self.ten_crop,
+        }
+
+
+# Per protocol: dataset → evaluator defaults, "*" for any other dataset (the repository's generic
+# script). SAT: evaluator.py (τ 0.4, ten-crop) and evaluator_ImageNet.py (τ 0.3, single crop);
+# TS-CAM: the fixed θ of its CUB / ILSVRC configs, 0.2 otherwise; SCM: a Δ = 0.01 sweep;
+# wsolevaluation: the Δ = 0.001 sweep of its training pipeline.
+_OFFICIAL: dict[str, dict[str, OfficialEvaluator]] = {
+    "wsolevaluation": {"*": OfficialEvaluator((), 0.001, False)},
+    "sat": {"ilsvrc": OfficialEvaluator((0.3,), 0.01, False), "*": OfficialEvaluator((0.4,), 0.01, True)},
+    "ts_cam": {
+        "cub": OfficialEvaluator((0.1,), 0.01, False),
+        "ilsvrc": OfficialEvaluator((0.12,), 0.01, False),
+        "*": OfficialEvaluator((0.2,), 0.01, False),
+    },
+    "scm": {"*": OfficialEvaluator((), 0.01, False)},
+}
+
+
+def official_evaluator(name: str, dataset: str) -> OfficialEvaluator:
+    """The defaults of protocol `name`'s official test script on `dataset`."""
+    if name not in _OFFICIAL:
+        raise ValueError(
+            f"unknown evaluation protocol {name!r}{closest(name, EVAL_PROTOCOLS)}; valid: {', '.join(EVAL_PROTOCOLS)}"
+        )
+    table = _OFFICIAL[name]
+    return table.get(dataset, table["*"])
 
 
 def get_protocol(name: str, crop_size: int = 224, resize_size: int = 256) -> EvalProtocol:

@@ -77,6 +77,19 @@ class WSOLMethod(nn.Module):
         raise NotImplementedError
 
     def localize(self, images: Tensor, class_ids: Tensor | None = None) -> Localization:  # pragma: no cover
+        """Logits and one raw localization map per image, for evaluation and notebooks.
+
+        images: (B, 3, H, W), normalized with the ImageNet mean and std, H = W = the model's input size.
+        class_ids: (B,) the class whose map to return per image; None = each image's top-1 predicted class.
+
+        Returns Localization(logits (B, C), maps (B, h, w)). The maps are RAW: on the method's feature
+        grid (14x14 for DeiT-S/16 at 224 px; 7x7 or 28x28 for CNNs), exactly as the method defines them,
+        before any upsampling, normalization or thresholding, and with any sign and scale. Evaluation
+        protocols turn them into boxes differently (bicubic or bilinear upsampling to the evaluation
+        frame, min-max normalization before or after it, the threshold and box rule):
+        `wsolbench.maps_to_boxes(maps, threshold, protocol)` applies a protocol's exact conventions,
+        and docs/protocols.md describes each protocol. Gradients are not tracked.
+        """
         raise NotImplementedError
 
     def param_groups(self, protocol: str, **options: Any) -> list[ParamGroup]:  # pragma: no cover

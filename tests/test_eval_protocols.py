@@ -3,17 +3,23 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
-from engine_toy import ToyCAM, make_dataset, overrides
+import yaml
+from click.testing import CliRunner
+from engine_toy import TOY, ToyCAM, make_dataset, overrides
 from PIL import Image
 
 from wsolbench import maps_to_boxes
+from wsolbench.cli import main
 from wsolbench.config import resolve
 from wsolbench.data import IMAGENET_MEAN, IMAGENET_STD, open_dataset
 from wsolbench.engine.distributed import DistInfo
 from wsolbench.engine.evaluate import accumulate, top1_class_maps
+from wsolbench.engine.runner import execute, plan_runs
 from wsolbench.method import Localization, MethodOutput, WSOLMethod
 from wsolbench.metrics.accumulators import BoxAccumulator
 from wsolbench.metrics.boxes import sweep_ious
@@ -202,3 +208,24 @@ def test_maps_to_boxes_hand_cases():
             for p in ("wsolevaluation", "sat", "ts_cam")] == [[[0, 0, 0, 0]], [[0, 0, 4, 4]], [[0, 0, 1, 1]]]
     with pytest.raises(ValueError, match=r"\[0, 1\)"):
         maps_to_boxes(m, 1.0)
+
+
+@pytest.mark.parametrize("name", ["wsolevaluation", "ts_cam", "scm"])
+def test_evaluate_cli_applies_the_official_defaults(data_root, tmp_path, name):
+    (path,) = execute(plan_runs([TOY], ["synthetic"], overrides=overrides(data_root, tmp_path, **{"train.epochs": 1})))
+    settings = [a for s in overrides(data_root, tmp_path) for a in ("--set", s)]  # includes a 0.01 threshold step
+    out = tmp_path / name
+    result = CliRunner().invoke(main, ["evaluate", "--method", TOY, "--dataset", "synthetic", "--protocol", name,
+                                       "--checkpoint", str(path / "checkpoints/last.pt"), "--output", str(out),
+                                       *settings])
+    assert result.exit_code == 0, result.output
+    saved = yaml.safe_load((out / "config.yaml").read_text())["eval"]
+    official = official_evaluator(name, "synthetic").eval_layer(name)
+    for key in ("protocol", "threshold_policy", "thresholds", "ten_crop"):
+        assert saved[key] == official[key], key
+    assert saved["cam_curve_interval"] == 0.01  # --set wins over the protocol's default
+    entries = json.loads((out / "metrics.json").read_text())["results"]
+    policies = [e["threshold_policy"] for e in entries if e["split"] == "test"]
+    assert policies == (["oracle-test", "fixed"] if name == "ts_cam" else ["oracle-test"])
+    if name == "ts_cam":
+        assert set(entries[-1]["thresholds"].values()) == {0.2}

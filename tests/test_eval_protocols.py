@@ -229,3 +229,16 @@ def test_evaluate_cli_applies_the_official_defaults(data_root, tmp_path, name):
     assert policies == (["oracle-test", "fixed"] if name == "ts_cam" else ["oracle-test"])
     if name == "ts_cam":
         assert set(entries[-1]["thresholds"].values()) == {0.2}
+
+
+def test_only_wsolevaluation_scores_every_contour():
+    # C15's image B: V1 keeps the 3x3 block (IoU 0 with the GT), only the all-contour rule boxes the 2x2 block
+    b = np.zeros((1, 10, 10))
+    b[0, 0:3, 0:3] = 1.0
+    b[0, 7:9, 7:9] = 0.9
+    results = {}
+    for name in ("wsolevaluation", "ts_cam", "scm"):
+        acc = BoxAccumulator(get_protocol(name, crop_size=10), [0, 0.3, 0.6, 0.9])
+        acc.update_prepared(b, [np.array([[7, 7, 8, 8]])], [0])
+        results[name] = acc.result().metrics["maxboxaccv2_iou30"]
+    assert results == {"wsolevaluation": 100.0, "ts_cam": 0.0, "scm": 0.0}

@@ -198,6 +198,8 @@ class BoxAccumulator(_Counts):
                     (iou_v1[i], iou_v2[i]) if top1[i]
                     else sweep_ious(self.protocol, top1_prepared[i], self.thresholds, boxes)
                 )
+        if not self.protocol.multi_contour:
+            box_v2 = box_v1
         c = self._counts
         c["images"] += batch
         c["v1"] += (box_v1[None] >= self._deltas).sum(1)

@@ -37,6 +37,9 @@ class EvalProtocol:
     box_map: the class whose map the box metrics (MaxBoxAcc, MaxBoxAccV2, GT-known Loc) are read from:
       'gt_class', or 'top1_class', the top-1 predicted class (SCM). Top-1 / Top-5 Loc always read the
       GT-class map (the predicted one whenever the prediction is right).
+    multi_contour: the IoU30/50/70 accuracies ("maxboxaccv2_iou*") score every contour's box
+      (wsolevaluation's MaxBoxAccV2) or, False, only the single box the repository keeps (SAT's
+      component, TS-CAM's and SCM's largest contour: SCM's maxbox_acc_thr_*).
     """
 
     name: str
@@ -51,6 +54,7 @@ class EvalProtocol:
     strict_topk: bool
     selection: str
     box_map: str
+    multi_contour: bool
 
     @property
     def size(self) -> int:
@@ -64,20 +68,24 @@ _CONVENTIONS: dict[str, dict] = {
     "wsolevaluation": dict(
         upsample="bicubic", normalize="after", invalid_map="zeros", binarize="uint8", components="contours",
         clip=True, empty_box="zero", strict_topk=False, selection="per_metric", box_map="gt_class",
+        multi_contour=True,
     ),
     "sat": dict(
         upsample="bilinear", normalize="before_eps", invalid_map="zeros", binarize="float", components="pixels",
         clip=False, empty_box="whole", strict_topk=False, selection="sat", box_map="gt_class",
+        multi_contour=False,
     ),
     "ts_cam": dict(
         upsample="bilinear", normalize="after", invalid_map="zeros", binarize="uint8", components="contours",
         clip=False, empty_box="unit", strict_topk=True, selection="per_metric", box_map="gt_class",
+        multi_contour=False,
     ),
     # SCM: boxes clipped to 223 and (0,0,0,0) when empty, like wsolevaluation; NaN raises; box metrics
     # on the top-1 predicted class's map.
     "scm": dict(
         upsample="bilinear", normalize="after", invalid_map="raise", binarize="uint8", components="contours",
         clip=True, empty_box="zero", strict_topk=False, selection="per_metric", box_map="top1_class",
+        multi_contour=False,
     ),
 }
 EVAL_PROTOCOLS = tuple(_CONVENTIONS)

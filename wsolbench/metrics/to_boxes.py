@@ -33,9 +33,9 @@ def maps_to_boxes(
     Returns one int64 array (K, 4) per map of inclusive pixel boxes (x0, y0, x1, y1) in the protocol's
     evaluation frame: the crop_size × crop_size input image (for 'sat': the image resized to
     resize_size, then centre-cropped to crop_size). K = 1, the box that MaxBoxAcc, GT-known and Top-k
-    Loc score, unless `all_boxes`: then every contour's box, the candidates of MaxBoxAccV2 (a single
-    box under 'sat', whose rule keeps one component). A protocol name takes crop_size / resize_size;
-    an EvalProtocol object carries its own frame.
+    Loc score, unless `all_boxes`: then every contour's box, the candidates of wsolevaluation's
+    MaxBoxAccV2 (a single box under 'sat', whose rule keeps one component). A protocol name takes
+    crop_size / resize_size; an EvalProtocol object carries its own frame.
     """
     if isinstance(protocol, str):
         protocol = get_protocol(protocol, crop_size=crop_size, resize_size=resize_size)

@@ -242,3 +242,15 @@ def test_only_wsolevaluation_scores_every_contour():
         acc.update_prepared(b, [np.array([[7, 7, 8, 8]])], [0])
         results[name] = acc.result().metrics["maxboxaccv2_iou30"]
     assert results == {"wsolevaluation": 100.0, "ts_cam": 0.0, "scm": 0.0}
+
+
+def test_gt_box_scaling_order_per_protocol():
+    # 61 / 112 · 224 is 121.999… in floating point, 61 · 224 / 112 is exactly 122
+    box, width, height = (61, 0, 100, 50), 112, 112
+    framed = {name: get_protocol(name, crop_size=224, resize_size=256).frame.box(box, width, height)
+              for name in ("wsolevaluation", "ts_cam", "scm", "sat")}
+    assert framed["wsolevaluation"] == (122, 0, 200, 100)
+    assert framed["ts_cam"] == framed["scm"] == (121, 0, 200, 100)
+    assert framed["sat"] == (int(61 / 112 * 256 - 16), 0, int(100 / 112 * 256 - 16), int(50 / 112 * 256 - 16))
+    # a box touching the border is clipped to the last frame pixel by SAT / TS-CAM / SCM
+    assert get_protocol("ts_cam").frame.box((0, 0, 300, 300), 300, 300) == (0, 0, 223, 223)

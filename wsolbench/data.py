@@ -355,10 +355,14 @@ class EvalFrame:
 
     resize == crop is wsolevaluation's "resize 224, no crop" (TS-CAM and SCM too); resize 256 with
     crop 224 is SAT's. Boxes and masks are moved into the frame exactly as metrics.md §4 and §12 say.
+    divide_first: scale box coordinates as x / W · R (SAT, TS-CAM, SCM) instead of x · R / W
+    (wsolevaluation); the float results differ in the last bit for some (x, W), which truncation turns
+    into one pixel.
     """
 
     resize: int = 224
     crop: int = 224
+    divide_first: bool = False
 
     @property
     def offset(self) -> int:
@@ -368,14 +372,15 @@ class EvalFrame:
         """An inclusive original-pixel box in the frame (truncating, as the references do)."""
         x0, y0, x1, y1 = box
         r, c, s = self.resize, self.crop, self.offset
-        if r == c:  # wsolevaluation resize_bbox: int(x * 224 / W), no clipping needed for valid boxes
+        if r == c and not self.divide_first:  # wsolevaluation resize_bbox: int(x * 224 / W), nothing to clip
             return (int(x0 * r / width), int(y0 * r / height), int(x1 * r / width), int(y1 * r / height))
-        # SAT: int(max(x·R/W − s, 0)) for the first corner, int(min(x·R/W − s, C − 1)) for the second
+        # SAT / TS-CAM / SCM: int(max(x/W·R − s, 0)) for the first corner, int(min(x/W·R − s, C − 1)) for the
+        # second (s = 0 without a crop)
         return (
-            int(max(x0 * r / width - s, 0)),
-            int(max(y0 * r / height - s, 0)),
-            int(min(x1 * r / width - s, c - 1)),
-            int(min(y1 * r / height - s, c - 1)),
+            int(max(x0 / width * r - s, 0)),
+            int(max(y0 / height * r - s, 0)),
+            int(min(x1 / width * r - s, c - 1)),
+            int(min(y1 / height * r - s, c - 1)),
         )
 
     def image_transform(self) -> T.Compose:

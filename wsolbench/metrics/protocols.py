@@ -148,7 +148,9 @@ def get_protocol(name: str, crop_size: int = 224, resize_size: int = 256) -> Eva
         raise ValueError(f"unknown evaluation protocol {name!r}; valid: {', '.join(EVAL_PROTOCOLS)}")
     if crop_size <= 0 or resize_size < crop_size:
         raise ValueError(f"need 0 < crop_size <= resize_size, got crop {crop_size}, resize {resize_size}")
-    frame = EvalFrame(resize_size, crop_size) if name == "sat" else EvalFrame(crop_size, crop_size)
+    # SAT, TS-CAM and SCM scale GT boxes as x / W · R, wsolevaluation as x · R / W
+    divide_first = name != "wsolevaluation"
+    frame = EvalFrame(resize_size if name == "sat" else crop_size, crop_size, divide_first)
     return EvalProtocol(name=name, frame=frame, **_CONVENTIONS[name])
 
 

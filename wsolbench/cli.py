@@ -151,8 +151,9 @@ def evaluate(method: str, dataset: str, checkpoint: Path, protocol: str | None, 
     config = resolve(method=method, dataset=dataset, user=user, user_source=source,
                      overrides=[*overrides, *extra], base=official)
     if protocol and is_main_process():
-        tau = ", ".join(map(str, config.eval.thresholds)) if config.eval.threshold_policy == "fixed" else "swept"
-        click.echo(f"protocol {protocol} on {dataset}: thresholds {tau} (step {config.eval.cam_curve_interval}), "
+        swept = f"thresholds arange(0, 1, {config.eval.cam_curve_interval})"
+        fixed = f"thresholds {', '.join(map(str, config.eval.thresholds))} (policy fixed; oracle-test over {swept})"
+        click.echo(f"protocol {protocol} on {dataset}: {fixed if config.eval.threshold_policy == 'fixed' else swept}, "
                    f"{'ten-crop' if config.eval.ten_crop else 'single-view'} classification")
     path = evaluate_checkpoint(config, checkpoint, output)
     if is_main_process():

@@ -22,7 +22,7 @@ from wsolbench.engine.evaluate import accumulate, top1_class_maps
 from wsolbench.engine.runner import execute, plan_runs
 from wsolbench.method import Localization, MethodOutput, WSOLMethod
 from wsolbench.metrics.accumulators import BoxAccumulator
-from wsolbench.metrics.boxes import sweep_ious
+from wsolbench.metrics.boxes import sweep_boxes, sweep_ious
 from wsolbench.metrics.maps import prepare_maps
 from wsolbench.metrics.protocols import get_protocol, official_evaluator
 
@@ -254,3 +254,20 @@ def test_gt_box_scaling_order_per_protocol():
     assert framed["sat"] == (int(61 / 112 * 256 - 16), 0, int(100 / 112 * 256 - 16), int(50 / 112 * 256 - 16))
     # a box touching the border is clipped to the last frame pixel by SAT / TS-CAM / SCM
     assert get_protocol("ts_cam").frame.box((0, 0, 300, 300), 300, 300) == (0, 0, 223, 223)
+
+
+def test_sat_and_ts_cam_compute_in_float32():
+    assert [get_protocol(n).map_dtype for n in ("wsolevaluation", "sat", "ts_cam", "scm")] == [
+        "float64", "float32", "float32", "float64"]
+    # SAT compares the float32 map with τ as float32: a pixel equal to float32(0.4) is not above 0.4
+    m = np.zeros((6, 6), np.float32)
+    m[1, 1] = 1.0
+    m[3:5, 3:5] = np.float32(0.4)
+    protocol = get_protocol("sat", crop_size=6, resize_size=6)
+
+    def v1_box(prepared):
+        boxes, _, v1, inverse = sweep_boxes(protocol, prepared, np.array([0.4]))
+        return boxes[v1[inverse[0]]].tolist()
+
+    assert v1_box(m) == [1, 1, 2, 2]
+    assert v1_box(m.astype(np.float64)) == [3, 3, 5, 5]  # in float64, float32(0.4) = 0.40000000596 > 0.4

@@ -23,15 +23,17 @@ def test_wsolevaluation_bicubic_then_min_max():
 
 def test_ts_cam_bilinear_then_min_max():
     out = prepare_maps(get_protocol("ts_cam", crop_size=12), RAW[None])
-    up = cv2.resize(RAW, (12, 12), interpolation=cv2.INTER_LINEAR)
-    np.testing.assert_allclose(out[0], (up - up.min()) / (up.max() - up.min()), rtol=0, atol=1e-15)
-    assert out.max() == 1.0
+    up = cv2.resize(RAW.astype(np.float32), (12, 12), interpolation=cv2.INTER_LINEAR)  # float32 throughout
+    np.testing.assert_array_equal(out[0], (up - up.min()) / (up.max() - up.min()))
+    assert out.dtype == np.float32 and out.max() == 1.0
 
 
 def test_sat_min_max_with_epsilon_then_bilinear():
     out = prepare_maps(get_protocol("sat", crop_size=6, resize_size=8), RAW[None])
-    normalized = (RAW - RAW.min()) / (RAW.max() - RAW.min() + 1e-5)
+    raw = RAW.astype(np.float32)  # float32 throughout
+    normalized = (raw - raw.min()) / (raw.max() - raw.min() + np.float32(1e-5))
     np.testing.assert_array_equal(out[0], cv2.resize(normalized, (6, 6), interpolation=cv2.INTER_LINEAR))
+    assert out.dtype == np.float32
     assert out.max() < 1.0  # the +1e-5 keeps the maximum below 1
     assert prepare_maps(get_protocol("sat", crop_size=6), np.full((1, 3, 3), 7.0)).max() == 0.0
 

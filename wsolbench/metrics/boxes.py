@@ -64,6 +64,7 @@ def _levels(protocol: EvalProtocol, prepared: np.ndarray, thresholds: np.ndarray
         q = quantize(prepared)
         cuts, inverse = np.unique((thresholds * q.max()).astype(np.int64), return_inverse=True)
         return q, cuts, inverse
+    thresholds = thresholds.astype(prepared.dtype)  # τ compared in the map's own float type
     values = np.unique(prepared)
     keys = np.searchsorted(values, thresholds, side="right")  # thresholds with equal keys cut alike
     _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)

@@ -35,8 +35,8 @@ def _min_max(m: np.ndarray, protocol: EvalProtocol, eps: float) -> np.ndarray:
 
 
 def prepare_map(protocol: EvalProtocol, raw: Any) -> np.ndarray:
-    """One raw (h, w) map → (S, S) float64 in [0, 1] (see EvalProtocol.normalize)."""
-    m = as_numpy(raw).astype(np.float64)
+    """One raw (h, w) map → (S, S) in [0, 1], of the protocol's map_dtype (see EvalProtocol.normalize)."""
+    m = as_numpy(raw).astype(protocol.map_dtype)
     if m.ndim != 2:
         raise ValueError(f"expected a 2-D map, got shape {m.shape}")
     size, interpolation = protocol.size, _INTERPOLATION[protocol.upsample]
@@ -47,12 +47,12 @@ def prepare_map(protocol: EvalProtocol, raw: Any) -> np.ndarray:
 
 
 def prepare_maps(protocol: EvalProtocol, maps: Any) -> np.ndarray:
-    """(B, h, w) raw maps → (B, S, S) float64 in [0, 1], as `protocol` scores them."""
+    """(B, h, w) raw maps → (B, S, S) in [0, 1] of the protocol's map_dtype, as `protocol` scores them."""
     maps = as_numpy(maps)
     if maps.ndim != 3:
         raise ValueError(f"expected maps of shape (B, h, w), got {maps.shape}")
     size = protocol.size
-    out = np.empty((len(maps), size, size), dtype=np.float64)
+    out = np.empty((len(maps), size, size), dtype=protocol.map_dtype)
     for i, raw in enumerate(maps):
         out[i] = prepare_map(protocol, raw)
     return out

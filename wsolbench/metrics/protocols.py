@@ -40,6 +40,9 @@ class EvalProtocol:
     multi_contour: the IoU30/50/70 accuracies ("maxboxaccv2_iou*") score every contour's box
       (wsolevaluation's MaxBoxAccV2) or, False, only the single box the repository keeps (SAT's
       component, TS-CAM's and SCM's largest contour: SCM's maxbox_acc_thr_*).
+    map_dtype: the float type maps are upsampled, normalized, quantized and compared with τ in:
+      'float32' where the repository keeps the network's float32 maps (SAT, TS-CAM), 'float64' where
+      it converts them first (wsolevaluation, SCM). It moves a pixel across a uint8 level now and then.
     """
 
     name: str
@@ -55,6 +58,7 @@ class EvalProtocol:
     selection: str
     box_map: str
     multi_contour: bool
+    map_dtype: str
 
     @property
     def size(self) -> int:
@@ -68,24 +72,24 @@ _CONVENTIONS: dict[str, dict] = {
     "wsolevaluation": dict(
         upsample="bicubic", normalize="after", invalid_map="zeros", binarize="uint8", components="contours",
         clip=True, empty_box="zero", strict_topk=False, selection="per_metric", box_map="gt_class",
-        multi_contour=True,
+        multi_contour=True, map_dtype="float64",
     ),
     "sat": dict(
         upsample="bilinear", normalize="before_eps", invalid_map="zeros", binarize="float", components="pixels",
         clip=False, empty_box="whole", strict_topk=False, selection="sat", box_map="gt_class",
-        multi_contour=False,
+        multi_contour=False, map_dtype="float32",
     ),
     "ts_cam": dict(
         upsample="bilinear", normalize="after", invalid_map="zeros", binarize="uint8", components="contours",
         clip=False, empty_box="unit", strict_topk=True, selection="per_metric", box_map="gt_class",
-        multi_contour=False,
+        multi_contour=False, map_dtype="float32",
     ),
     # SCM: boxes clipped to 223 and (0,0,0,0) when empty, like wsolevaluation; NaN raises; box metrics
     # on the top-1 predicted class's map.
     "scm": dict(
         upsample="bilinear", normalize="after", invalid_map="raise", binarize="uint8", components="contours",
         clip=True, empty_box="zero", strict_topk=False, selection="per_metric", box_map="top1_class",
-        multi_contour=False,
+        multi_contour=False, map_dtype="float64",
     ),
 }
 EVAL_PROTOCOLS = tuple(_CONVENTIONS)

@@ -354,7 +354,8 @@ class EvalFrame:
     """Where evaluation happens: resize the image to resize×resize, then centre-crop to crop×crop.
 
     resize == crop is wsolevaluation's "resize 224, no crop" (TS-CAM and SCM too); resize 256 with
-    crop 224 is SAT's. Boxes and masks are moved into the frame exactly as metrics.md §4 and §12 say.
+    crop 224 is SAT's. Boxes and masks are moved into the frame as each protocol's repository does
+    (docs/protocols.md).
     divide_first: scale box coordinates as x / W · R (SAT, TS-CAM, SCM) instead of x · R / W
     (wsolevaluation); the float results differ in the last bit for some (x, W), which truncation turns
     into one pixel.

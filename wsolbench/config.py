@@ -66,7 +66,7 @@ class TrainConfig:
     weight_decay: float = 0.05
     schedule: str = "constant"
     warmup_epochs: float = 0.0
-    lr_decay_every: int = 0
+    lr_decay_every: int | list[int] = 0  # step schedule: decay at 1-based epochs divisible by (any of) these
     lr_decay_factor: float = 0.1
     amp: str = "auto"
     compile: bool = False
@@ -376,10 +376,18 @@ def validate(config: ExperimentConfig) -> None:
             raise ConfigError(f"eval.thresholds[{i}]: must lie in [0, 1), got {tau}")
     if config.eval.threshold_policy == "fixed" and not config.eval.thresholds:
         raise ConfigError("eval.thresholds: the 'fixed' threshold policy needs at least one threshold")
-    if config.train.schedule == "step" and config.train.lr_decay_every <= 0:
-        raise ConfigError("train.lr_decay_every: the 'step' schedule needs a positive decay interval")
+    intervals = decay_intervals(config.train)
+    if config.train.schedule == "step" and not (intervals and all(every > 0 for every in intervals)):
+        raise ConfigError("train.lr_decay_every: the 'step' schedule needs positive decay intervals, "
+                          f"got {config.train.lr_decay_every!r}")
     if config.protocol.name == "few_shot" and config.protocol.shots <= 0:
         raise ConfigError("protocol.shots: the few_shot protocol needs images per class > 0")
+
+
+def decay_intervals(train: TrainConfig) -> list[int]:
+    """train.lr_decay_every as a list (one interval or several); empty when it is 0 or []."""
+    every = train.lr_decay_every
+    return list(every) if isinstance(every, list) else ([every] if every else [])
 
 
 def get_key(config: Any, dotted: str) -> Any:

@@ -126,8 +126,8 @@ def train(method: str, dataset: str, protocol: str | None, seed: int | None, con
 
 
 @main.command()
-@click.option("--method", required=True, help="Method name (see `list`).")
-@click.option("--dataset", default="synthetic", show_default=True)
+@click.option("--method", default=None, help="Method name (see `list`) [the checkpoint's, for ours].")
+@click.option("--dataset", default=None, help="Dataset [the checkpoint's, for ours; else synthetic].")
 @click.option("--checkpoint", required=True, type=click.Path(path_type=Path),
               help="Ours (checkpoints/*.pt) or an official SAT / TS-CAM / SCM / wsolevaluation file.")
 @click.option("--protocol", default=None, help="Evaluation protocol: wsolevaluation, sat, ts_cam, scm.")
@@ -135,17 +135,36 @@ def train(method: str, dataset: str, protocol: str | None, seed: int | None, con
 @config_option
 @set_option
 @click.option("--output", type=click.Path(path_type=Path), default=None, help="Folder for metrics.json etc.")
-def evaluate(method: str, dataset: str, checkpoint: Path, protocol: str | None, threshold_policy: str | None,
-             config_file: Path | None, overrides: tuple[str, ...], output: Path | None) -> None:
-    """Score a trained or published checkpoint under any evaluation protocol."""
-    from wsolbench.config import resolve
+def evaluate(method: str | None, dataset: str | None, checkpoint: Path, protocol: str | None,
+             threshold_policy: str | None, config_file: Path | None, overrides: tuple[str, ...],
+             output: Path | None) -> None:
+    """Score a trained or published checkpoint under any evaluation protocol.
+
+    Our checkpoints carry their resolved config: the method is rebuilt from it, and --method,
+    --dataset, --config and --set given on top override it (each change is printed).
+    """
+    from wsolbench.config import resolve, resolve_saved
+    from wsolbench.engine.checkpoint import checkpoint_config
     from wsolbench.engine.runner import evaluate_checkpoint
 
     extra = [f"eval.protocol={protocol}"] if protocol else []
     extra += [f"eval.threshold_policy={threshold_policy}"] if threshold_policy else []
     user, source = _user_layer(config_file)
-    config = resolve(method=method, dataset=dataset, user=user, user_source=source,
-                     overrides=[*overrides, *extra])
+    saved = checkpoint_config(checkpoint) if checkpoint.is_file() else None
+    if saved is not None:
+        named = [f"method.name={method}"] if method else []
+        named += [f"dataset.name={dataset}"] if dataset else []
+        config, changes = resolve_saved(saved, source=str(checkpoint), user=user, user_source=source,
+                                        overrides=[*named, *overrides, *extra])
+        click.echo(f"config: the one stored in {checkpoint}"
+                   + (", with these overrides:" if changes else " (no overrides)"))
+        for change in changes:
+            click.echo(f"  {change}")
+    else:
+        if method is None:
+            raise click.UsageError(f"{checkpoint} carries no wsolbench config; name its --method")
+        config = resolve(method=method, dataset=dataset or "synthetic", user=user, user_source=source,
+                         overrides=[*overrides, *extra])
     path = evaluate_checkpoint(config, checkpoint, output)
     if is_main_process():
         click.echo(f"evaluation: {path}")

@@ -409,5 +409,40 @@ def from_dict(data: dict[str, Any], source: str = "") -> ExperimentConfig:
     return config
 
 
+def resolve_saved(
+    saved: dict[str, Any],
+    *,
+    source: str,
+    user: dict[str, Any] | None = None,
+    user_source: str = "",
+    overrides: list[str] = (),
+) -> tuple[ExperimentConfig, list[str]]:
+    """A saved config (a run's, or the one our checkpoints carry) with the user's layers on top.
+
+    The method YAML layers are not applied again: the saved config is complete. Returns the validated
+    config and one `key: saved → now` line per value that the user's layers changed.
+    """
+    config = from_dict(saved, f"{source}: ")
+    before = _flatten(to_dict(config))
+    merge(config, user or {}, f"{user_source}: " if user_source else "")
+    for assignment in overrides:
+        merge(config, parse_set(assignment), f"--set {assignment}: ")
+    validate(config)
+    after = _flatten(to_dict(config))
+    changes = [f"{key}: {before.get(key)!r} → {after.get(key)!r}"
+               for key in sorted(set(before) | set(after)) if before.get(key) != after.get(key)]
+    return config, changes
+
+
+def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, dict) and value:
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
 def dump(config: ExperimentConfig) -> str:
     return yaml.safe_dump(to_dict(config), sort_keys=False)

@@ -51,10 +51,8 @@ def decay_epochs(config: ExperimentConfig) -> list[int]:
     return [epoch for epoch in range(1, config.train.epochs + 1) if lrs[epoch] < lrs[epoch - 1]]
 
 
-@pytest.mark.parametrize(("method", "dataset"), sorted(EXPECTED))
-def test_recipe_matches_the_official_one(method, dataset):
-    want = EXPECTED[(method, dataset)]
-    config = resolve(method=method, dataset=dataset)
+def assert_recipe(config: ExperimentConfig, want: dict) -> None:
+    """Every recipe field of `config` equals the expected official value."""
     m, t, d = config.method, config.train, config.dataset
     assert m.pretrained is want["pretrained"]
     assert m.backbone == want["backbone"]
@@ -74,6 +72,11 @@ def test_recipe_matches_the_official_one(method, dataset):
         assert t.lr_decay_factor == 0.1
         assert decay_epochs(config) == want["decay_epochs"]
     assert (d.resize_size, d.crop_size) == (256, 224)
+
+
+@pytest.mark.parametrize(("method", "dataset"), sorted(EXPECTED))
+def test_recipe_matches_the_official_one(method, dataset):
+    assert_recipe(resolve(method=method, dataset=dataset), EXPECTED[(method, dataset)])
 
 
 def test_decay_epochs_reads_lr_per_epoch():

@@ -99,6 +99,15 @@ config_option = click.option("--config", "config_file", type=click.Path(path_typ
                              help="User config YAML (keys of the experiment config).")
 set_option = click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
                           help="Override one config key, e.g. --set train.epochs=2 (repeatable).")
+dry_run_option = click.option("--dry-run", is_flag=True,
+                              help="Validate the plan and print each resolved config (YAML) with its cost; "
+                                   "prepare, create and download nothing.")
+
+
+def _print_dry_run(configs: list) -> None:
+    from wsolbench.engine.dry_run import describe_plan
+
+    click.echo(describe_plan(configs), nl=False)
 
 
 @main.command()
@@ -110,8 +119,9 @@ set_option = click.option("--set", "overrides", multiple=True, metavar="KEY=VALU
 @set_option
 @click.option("--experiment", default=None, help="Experiment name (the folder under output_dir).")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run from checkpoints/last.pt.")
+@dry_run_option
 def train(method: str, dataset: str, protocol: str | None, seed: int | None, config_file: Path | None,
-          overrides: tuple[str, ...], experiment: str | None, resume: bool) -> None:
+          overrides: tuple[str, ...], experiment: str | None, resume: bool, dry_run: bool) -> None:
     """Train and evaluate one method on one dataset; prints the run directory and its metrics."""
     from wsolbench.engine.runner import execute, plan_runs
 
@@ -119,6 +129,8 @@ def train(method: str, dataset: str, protocol: str | None, seed: int | None, con
     configs = plan_runs([method], [dataset], protocols=[protocol] if protocol else None,
                         seeds=None if seed is None else [seed], user=user, user_source=source,
                         overrides=list(overrides), experiment=experiment)
+    if dry_run:
+        return _print_dry_run(configs)
     for path in execute(configs, resume=resume):
         if is_main_process():
             click.echo(f"run: {path}")
@@ -180,8 +192,10 @@ def evaluate(method: str | None, dataset: str | None, checkpoint: Path, protocol
 @set_option
 @click.option("--experiment", default=None, help="Experiment name (the folder under output_dir).")
 @click.option("--resume", is_flag=True, help="Keep finished runs, continue interrupted ones.")
+@dry_run_option
 def run(methods: str | None, datasets: str | None, protocols: str | None, seeds: str | None,
-        config_file: Path | None, overrides: tuple[str, ...], experiment: str | None, resume: bool) -> None:
+        config_file: Path | None, overrides: tuple[str, ...], experiment: str | None, resume: bool,
+        dry_run: bool) -> None:
     """Plan → train → evaluate → table for every method × dataset × protocol × seed.
 
     With no --methods and no --dataset this is the embedded default benchmark: every method on the
@@ -204,6 +218,8 @@ def run(methods: str | None, datasets: str | None, protocols: str | None, seeds:
                         protocols=_csv(protocols) or plan.get("protocols") or ["full"],
                         seeds=_seeds(seeds) or plan.get("seeds") or [0], user=user, user_source=source,
                         overrides=list(overrides), experiment=experiment or plan.get("experiment"), base=base)
+    if dry_run:
+        return _print_dry_run(configs)
     started = time.perf_counter()
     paths = execute(configs, resume=resume)
     if is_main_process():
@@ -242,14 +258,20 @@ def report(runs_dir: Path, style: str, with_paper: bool, out: Path | None, proto
 @set_option
 @click.option("--experiment", default=None, help="Experiment name [ablation-<method>-<dataset>].")
 @click.option("--resume", is_flag=True, help="Keep finished cells, continue interrupted ones.")
+@dry_run_option
 def ablate(method: str, dataset: str, grids: tuple[str, ...], seeds: str, config_file: Path | None,
-           overrides: tuple[str, ...], experiment: str | None, resume: bool) -> None:
+           overrides: tuple[str, ...], experiment: str | None, resume: bool, dry_run: bool) -> None:
     """Run an ablation grid through the engine, then write its table (md/csv/tex) and bar chart."""
     from wsolbench.reports import ablation
     from wsolbench.reports.tables import PAPER
 
     studies = [ablation.parse_grid(list(grids))] if grids else ablation.default_studies(method)
     user, source = _user_layer(config_file)
+    if dry_run:
+        _, planned = ablation.plan_ablation(method, dataset, studies, overrides=list(overrides),
+                                            experiment=experiment, seeds=_seeds(seeds), user=user,
+                                            user_source=source)
+        return _print_dry_run([c for _, _, configs in planned for c in configs])
     manifest = ablation.run_ablation(method, dataset, studies, overrides=list(overrides),
                                      experiment=experiment, seeds=_seeds(seeds), user=user,
                                      user_source=source, resume=resume)

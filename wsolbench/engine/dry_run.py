@@ -2,7 +2,8 @@
 
 `describe_plan(configs)` checks what `execute` would check before training (batch split over
 grad_accum and processes, AMP on this device, pretrained weights present or downloadable, without
-downloading) and returns one YAML document per run: a comment block (run folder, training images
+downloading), builds each model without its weights (backbone and hyperparameters must fit; it
+counts the trainable parameters) and returns one YAML document per run: a comment block (run folder, training images
 and where the count comes from, images × epochs, optimizer steps, weights, dataset state) followed
 by the resolved config exactly as the run would save it in config.yaml. A last comment line sums the
 cost. No dataset is prepared, no folder is created and nothing is downloaded.
@@ -16,7 +17,7 @@ from pathlib import Path
 from wsolbench.config import ExperimentConfig, dump
 from wsolbench.data import open_dataset
 from wsolbench.engine import distributed
-from wsolbench.engine.protocols import training_images
+from wsolbench.engine.protocols import count_trainable, trainable_groups, training_images
 from wsolbench.engine.train import amp_dtype, micro_batch_size
 from wsolbench.registry import DATASETS
 from wsolbench.results import run_path
@@ -58,6 +59,17 @@ def train_images(config: ExperimentConfig) -> tuple[int | None, str]:
     return count, source
 
 
+def trainable_parameters(config: ExperimentConfig) -> int:
+    """Parameters this run trains, from the model built without pretrained weights."""
+    from wsolbench.engine.runner import build_model
+
+    root = Path(config.dataset.data_root) / config.dataset.name
+    prepared = (root / "dataset.yaml").is_file()
+    num_classes = open_dataset(root).num_classes if prepared else DATASETS.get(config.dataset.name).num_classes
+    model = build_model(config, num_classes, with_pretrained=False)
+    return count_trainable(trainable_groups(model, config))
+
+
 def describe_plan(configs: list[ExperimentConfig]) -> str:
     """Validated YAML documents (one per planned run) with their cost, and a total line; see module doc."""
     info = distributed.setup(configs[0].device)
@@ -67,11 +79,14 @@ def describe_plan(configs: list[ExperimentConfig]) -> str:
         amp_dtype(config.train.amp, info.device)
         weights = check_pretrained(config.method.name, config.method.backbone, config.method.pretrained)
         images, source = train_images(config)
+        trainable = trainable_parameters(config)
         t = config.train
         folder = run_path(config.output_dir, config.experiment, config.dataset.name, config.method.name,
                           config.protocol.name, config.seed)
         lines = [f"# run: {folder}"]
-        if images is None:
+        if trainable == 0:
+            lines.append("# cost: no training (0 trainable parameters); evaluation only")
+        elif images is None:
             unknown += 1
             lines.append(f"# cost: {source}")
         else:
@@ -80,7 +95,8 @@ def describe_plan(configs: list[ExperimentConfig]) -> str:
             total_steps += steps
             lines.append(f"# cost: {images:,} train images ({source}) x {t.epochs} epochs = "
                          f"{images * t.epochs:,} images; {steps:,} optimizer steps of {t.batch_size} images "
-                         f"({t.grad_accum} x {micro} per process x {info.world_size} processes)")
+                         f"({t.grad_accum} x {micro} per process x {info.world_size} processes), "
+                         f"{trainable:,} trainable parameters")
         lines.append(f"# weights: {weights}")
         adapter = DATASETS.get(config.dataset.name)
         root = Path(config.dataset.data_root) / config.dataset.name

@@ -134,9 +134,10 @@ def cli(*args: str) -> float:
 
 
 def peak_memory(device: str) -> str:
+    """CUDA: the peak since the last reset; CPU: this process's peak RSS so far (it never resets)."""
     if device == "cuda":
         return f"{torch.cuda.max_memory_allocated() / 2**30:.2f} GiB (torch.cuda.max_memory_allocated)"
-    return f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB (peak RSS of this process)"
+    return f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB (peak RSS of this process so far)"
 
 
 def hms(seconds: float) -> str:
@@ -192,7 +193,7 @@ def rehearse(args: argparse.Namespace, workdir: Path) -> None:
             f"train.grad_accum={args.grad_accum}", f"train.amp='{amp}'", f"device={args.device}",
             f"dataset.data_root={data_root}", f"dataset.num_workers={args.workers}", f"output_dir={runs}"]
     flags = [a for s in sets for a in ("--set", s)]
-    cli("train", "--dry-run", "--method", "sat", "--dataset", "cub", *flags)
+    cli("train", "--dry-run", "--method", "sat", "--dataset", "cub", *flags, "--experiment", "rehearsal")
     if args.device == "cuda":
         torch.cuda.reset_peak_memory_stats()
     train_s = cli("train", "--method", "sat", "--dataset", "cub", *flags, "--experiment", "rehearsal")
@@ -232,7 +233,8 @@ def rehearse(args: argparse.Namespace, workdir: Path) -> None:
           f"maps): {hms(cub)}")
     print(f"extrapolated full ILSVRC recipe ({ILSVRC_TRAIN_IMAGES:,} x {ILSVRC_EPOCHS} epoch + {ILSVRC_TEST_IMAGES:,} "
           f"test maps): {hms(ilsvrc)}")
-    print(f"load average at the end: {os.getloadavg()}")
+    print(f"load average at the end: {os.getloadavg()}; this process's CPU time: "
+          f"{sum(os.times()[:2]):.0f} s (user + system)")
 
 
 if __name__ == "__main__":

@@ -60,6 +60,7 @@ class CAM(WSOLMethod):
     name: ClassVar[str] = "cam"
     default_hparams: ClassVar[dict[str, Any]] = {"large_feature_map": False, "lr_classifier_ratio": 10.0}
     default_backbone: ClassVar[str | None] = "resnet50"
+    weights_hub: ClassVar[str | None] = "torchvision"
     backbones: ClassVar[tuple[str, ...]] = ("resnet50", "vgg16", "inception_v3", "resnet18")
 
     def __new__(cls, *args: Any, backbone: str | None = None, **kwargs: Any) -> CAM:

@@ -68,6 +68,7 @@ class SAT(WSOLMethod):
 
     name: ClassVar[str] = "sat"
     default_backbone: ClassVar[str] = "deit_small_patch16_224"
+    weights_hub: ClassVar[str] = "timm"
     backbones: ClassVar[tuple[str, ...]] = (
         "deit_tiny_patch16_224",
         "deit_small_patch16_224",

@@ -41,6 +41,7 @@ class TSCAM(WSOLMethod):
     name: ClassVar[str] = "ts_cam"
     default_hparams: ClassVar[dict[str, Any]] = {}
     default_backbone: ClassVar[str | None] = "deit_small_patch16_224"
+    weights_hub: ClassVar[str | None] = "timm"
     backbones: ClassVar[tuple[str, ...]] = TRANSFORMER_BACKBONES
 
     def __init__(

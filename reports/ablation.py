@@ -112,15 +112,11 @@ def cells(study: Study) -> list[dict[str, Any]]:
     return out
 
 
-def run_ablation(method: str, dataset: str, studies: list[Study], overrides: list[str] = (),
-                 experiment: str | None = None, seeds: list[int] = (0,), user: dict[str, Any] | None = None,
-                 user_source: str = "", resume: bool = False) -> Path:
-    """Plan every cell and run them in one engine call (config and dataset errors surface before any
-    training), then write the manifests.
-
-    Returns the experiment manifest's path. Under torchrun every rank runs the cells; only rank 0 writes.
-    """
-    from wsolbench.engine.runner import default_run, execute, plan_runs
+def plan_ablation(method: str, dataset: str, studies: list[Study], overrides: list[str] = (),
+                  experiment: str | None = None, seeds: list[int] = (0,), user: dict[str, Any] | None = None,
+                  user_source: str = "") -> tuple[str, list[tuple[Study, dict[str, Any], list[Any]]]]:
+    """The experiment name and, per study and cell, its validated configs (nothing runs or is written)."""
+    from wsolbench.engine.runner import default_run, plan_runs
 
     experiment = experiment or f"ablation-{method}-{dataset}"
     embedded = default_run()
@@ -132,6 +128,20 @@ def run_ablation(method: str, dataset: str, studies: list[Study], overrides: lis
                                 user_source=user_source, overrides=[*overrides, *cell["overrides"]],
                                 experiment=f"{experiment}/{cell['label']}", base=base)
             planned.append((study, cell, configs))
+    return experiment, planned
+
+
+def run_ablation(method: str, dataset: str, studies: list[Study], overrides: list[str] = (),
+                 experiment: str | None = None, seeds: list[int] = (0,), user: dict[str, Any] | None = None,
+                 user_source: str = "", resume: bool = False) -> Path:
+    """Plan every cell and run them in one engine call (config and dataset errors surface before any
+    training), then write the manifests.
+
+    Returns the experiment manifest's path. Under torchrun every rank runs the cells; only rank 0 writes.
+    """
+    from wsolbench.engine.runner import execute
+
+    experiment, planned = plan_ablation(method, dataset, studies, overrides, experiment, seeds, user, user_source)
     root = Path(planned[0][2][0].output_dir) / experiment
     main_rank = is_main_process()
     manifest: dict[str, Any] = {"method": method, "dataset": dataset, "experiment": experiment,

@@ -99,6 +99,15 @@ config_option = click.option("--config", "config_file", type=click.Path(path_typ
                              help="User config YAML (keys of the experiment config).")
 set_option = click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
                           help="Override one config key, e.g. --set train.epochs=2 (repeatable).")
+dry_run_option = click.option("--dry-run", is_flag=True,
+                              help="Validate the plan and print each resolved config (YAML) with its cost; "
+                                   "prepare, create and download nothing.")
+
+
+def _print_dry_run(configs: list) -> None:
+    from wsolbench.engine.dry_run import describe_plan
+
+    click.echo(describe_plan(configs), nl=False)
 
 
 @main.command()
@@ -110,8 +119,9 @@ set_option = click.option("--set", "overrides", multiple=True, metavar="KEY=VALU
 @set_option
 @click.option("--experiment", default=None, help="Experiment name (the folder under output_dir).")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run from checkpoints/last.pt.")
+@dry_run_option
 def train(method: str, dataset: str, protocol: str | None, seed: int | None, config_file: Path | None,
-          overrides: tuple[str, ...], experiment: str | None, resume: bool) -> None:
+          overrides: tuple[str, ...], experiment: str | None, resume: bool, dry_run: bool) -> None:
     """Train and evaluate one method on one dataset; prints the run directory and its metrics."""
     from wsolbench.engine.runner import execute, plan_runs
 
@@ -119,6 +129,8 @@ def train(method: str, dataset: str, protocol: str | None, seed: int | None, con
     configs = plan_runs([method], [dataset], protocols=[protocol] if protocol else None,
                         seeds=None if seed is None else [seed], user=user, user_source=source,
                         overrides=list(overrides), experiment=experiment)
+    if dry_run:
+        return _print_dry_run(configs)
     for path in execute(configs, resume=resume):
         if is_main_process():
             click.echo(f"run: {path}")
@@ -126,8 +138,8 @@ def train(method: str, dataset: str, protocol: str | None, seed: int | None, con
 
 
 @main.command()
-@click.option("--method", required=True, help="Method name (see `list`).")
-@click.option("--dataset", default="synthetic", show_default=True)
+@click.option("--method", default=None, help="Method name (see `list`) [the checkpoint's, for ours].")
+@click.option("--dataset", default=None, help="Dataset [the checkpoint's, for ours; else synthetic].")
 @click.option("--checkpoint", required=True, type=click.Path(path_type=Path),
               help="Ours (checkpoints/*.pt) or an official SAT / TS-CAM / SCM / wsolevaluation file.")
 @click.option("--protocol", default=None,
@@ -137,23 +149,44 @@ def train(method: str, dataset: str, protocol: str | None, seed: int | None, con
 @config_option
 @set_option
 @click.option("--output", type=click.Path(path_type=Path), default=None, help="Folder for metrics.json etc.")
-def evaluate(method: str, dataset: str, checkpoint: Path, protocol: str | None, threshold_policy: str | None,
-             config_file: Path | None, overrides: tuple[str, ...], output: Path | None) -> None:
-    """Score a trained or published checkpoint under any evaluation protocol."""
-    from wsolbench.config import resolve
+def evaluate(method: str | None, dataset: str | None, checkpoint: Path, protocol: str | None,
+             threshold_policy: str | None, config_file: Path | None, overrides: tuple[str, ...],
+             output: Path | None) -> None:
+    """Score a trained or published checkpoint under any evaluation protocol.
+
+    Our checkpoints carry their resolved config: the method is rebuilt from it, and --method,
+    --dataset, --config and --set given on top override it (each change is printed).
+    """
+    from wsolbench.config import resolve, resolve_saved
+    from wsolbench.engine.checkpoint import checkpoint_config
     from wsolbench.engine.runner import evaluate_checkpoint
     from wsolbench.metrics.protocols import official_evaluator
 
-    official = {"eval": official_evaluator(protocol, dataset).eval_layer(protocol)} if protocol else None
     extra = [f"eval.protocol={protocol}"] if protocol else []
     extra += [f"eval.threshold_policy={threshold_policy}"] if threshold_policy else []
     user, source = _user_layer(config_file)
-    config = resolve(method=method, dataset=dataset, user=user, user_source=source,
-                     overrides=[*overrides, *extra], base=official)
+    saved = checkpoint_config(checkpoint) if checkpoint.is_file() else None
+    data_name = dataset or (saved or {}).get("dataset", {}).get("name") or "synthetic"
+    official = {"eval": official_evaluator(protocol, data_name).eval_layer(protocol)} if protocol else None
+    if saved is not None:
+        named = [f"method.name={method}"] if method else []
+        named += [f"dataset.name={dataset}"] if dataset else []
+        config, changes = resolve_saved(saved, source=str(checkpoint), base=official, user=user, user_source=source,
+                                        overrides=[*named, *overrides, *extra])
+        click.echo(f"config: the one stored in {checkpoint}"
+                   + (", with these overrides:" if changes else " (no overrides)"))
+        for change in changes:
+            click.echo(f"  {change}")
+    else:
+        if method is None:
+            raise click.UsageError(f"{checkpoint} carries no wsolbench config; name its --method")
+        config = resolve(method=method, dataset=data_name, user=user, user_source=source,
+                         overrides=[*overrides, *extra], base=official)
     if protocol and is_main_process():
         swept = f"thresholds arange(0, 1, {config.eval.cam_curve_interval})"
         fixed = f"thresholds {', '.join(map(str, config.eval.thresholds))} (policy fixed; oracle-test over {swept})"
-        click.echo(f"protocol {protocol} on {dataset}: {fixed if config.eval.threshold_policy == 'fixed' else swept}, "
+        click.echo(f"protocol {protocol} on {data_name}: "
+                   f"{fixed if config.eval.threshold_policy == 'fixed' else swept}, "
                    f"{'ten-crop' if config.eval.ten_crop else 'single-view'} classification")
     path = evaluate_checkpoint(config, checkpoint, output)
     if is_main_process():
@@ -170,8 +203,10 @@ def evaluate(method: str, dataset: str, checkpoint: Path, protocol: str | None, 
 @set_option
 @click.option("--experiment", default=None, help="Experiment name (the folder under output_dir).")
 @click.option("--resume", is_flag=True, help="Keep finished runs, continue interrupted ones.")
+@dry_run_option
 def run(methods: str | None, datasets: str | None, protocols: str | None, seeds: str | None,
-        config_file: Path | None, overrides: tuple[str, ...], experiment: str | None, resume: bool) -> None:
+        config_file: Path | None, overrides: tuple[str, ...], experiment: str | None, resume: bool,
+        dry_run: bool) -> None:
     """Plan → train → evaluate → table for every method × dataset × protocol × seed.
 
     With no --methods and no --dataset this is the embedded default benchmark: every method on the
@@ -194,6 +229,8 @@ def run(methods: str | None, datasets: str | None, protocols: str | None, seeds:
                         protocols=_csv(protocols) or plan.get("protocols") or ["full"],
                         seeds=_seeds(seeds) or plan.get("seeds") or [0], user=user, user_source=source,
                         overrides=list(overrides), experiment=experiment or plan.get("experiment"), base=base)
+    if dry_run:
+        return _print_dry_run(configs)
     started = time.perf_counter()
     paths = execute(configs, resume=resume)
     if is_main_process():
@@ -232,14 +269,20 @@ def report(runs_dir: Path, style: str, with_paper: bool, out: Path | None, proto
 @set_option
 @click.option("--experiment", default=None, help="Experiment name [ablation-<method>-<dataset>].")
 @click.option("--resume", is_flag=True, help="Keep finished cells, continue interrupted ones.")
+@dry_run_option
 def ablate(method: str, dataset: str, grids: tuple[str, ...], seeds: str, config_file: Path | None,
-           overrides: tuple[str, ...], experiment: str | None, resume: bool) -> None:
+           overrides: tuple[str, ...], experiment: str | None, resume: bool, dry_run: bool) -> None:
     """Run an ablation grid through the engine, then write its table (md/csv/tex) and bar chart."""
     from wsolbench.reports import ablation
     from wsolbench.reports.tables import PAPER
 
     studies = [ablation.parse_grid(list(grids))] if grids else ablation.default_studies(method)
     user, source = _user_layer(config_file)
+    if dry_run:
+        _, planned = ablation.plan_ablation(method, dataset, studies, overrides=list(overrides),
+                                            experiment=experiment, seeds=_seeds(seeds), user=user,
+                                            user_source=source)
+        return _print_dry_run([c for _, _, configs in planned for c in configs])
     manifest = ablation.run_ablation(method, dataset, studies, overrides=list(overrides),
                                      experiment=experiment, seeds=_seeds(seeds), user=user,
                                      user_source=source, resume=resume)

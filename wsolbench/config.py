@@ -66,7 +66,7 @@ class TrainConfig:
     weight_decay: float = 0.05
     schedule: str = "constant"
     warmup_epochs: float = 0.0
-    lr_decay_every: int = 0
+    lr_decay_every: int | list[int] = 0  # step schedule: decay at 1-based epochs divisible by (any of) these
     lr_decay_factor: float = 0.1
     amp: str = "auto"
     compile: bool = False
@@ -376,10 +376,18 @@ def validate(config: ExperimentConfig) -> None:
             raise ConfigError(f"eval.thresholds[{i}]: must lie in [0, 1), got {tau}")
     if config.eval.threshold_policy == "fixed" and not config.eval.thresholds:
         raise ConfigError("eval.thresholds: the 'fixed' threshold policy needs at least one threshold")
-    if config.train.schedule == "step" and config.train.lr_decay_every <= 0:
-        raise ConfigError("train.lr_decay_every: the 'step' schedule needs a positive decay interval")
+    intervals = decay_intervals(config.train)
+    if config.train.schedule == "step" and not (intervals and all(every > 0 for every in intervals)):
+        raise ConfigError("train.lr_decay_every: the 'step' schedule needs positive decay intervals, "
+                          f"got {config.train.lr_decay_every!r}")
     if config.protocol.name == "few_shot" and config.protocol.shots <= 0:
         raise ConfigError("protocol.shots: the few_shot protocol needs images per class > 0")
+
+
+def decay_intervals(train: TrainConfig) -> list[int]:
+    """train.lr_decay_every as a list (one interval or several); empty when it is 0 or []."""
+    every = train.lr_decay_every
+    return list(every) if isinstance(every, list) else ([every] if every else [])
 
 
 def get_key(config: Any, dotted: str) -> Any:
@@ -399,6 +407,44 @@ def from_dict(data: dict[str, Any], source: str = "") -> ExperimentConfig:
     merge(config, data, source)
     validate(config)
     return config
+
+
+def resolve_saved(
+    saved: dict[str, Any],
+    *,
+    source: str,
+    base: dict[str, Any] | None = None,
+    user: dict[str, Any] | None = None,
+    user_source: str = "",
+    overrides: list[str] = (),
+) -> tuple[ExperimentConfig, list[str]]:
+    """A saved config (a run's, or the one our checkpoints carry) with the user's layers on top.
+
+    The method YAML layers are not applied again: the saved config is complete. `base` (an evaluation
+    protocol's official defaults) goes on before the user's layers. Returns the validated config and one
+    `key: saved → now` line per value that `base` or the user's layers changed.
+    """
+    config = from_dict(saved, f"{source}: ")
+    before = _flatten(to_dict(config))
+    merge(config, base or {}, "protocol defaults: ")
+    merge(config, user or {}, f"{user_source}: " if user_source else "")
+    for assignment in overrides:
+        merge(config, parse_set(assignment), f"--set {assignment}: ")
+    validate(config)
+    after = _flatten(to_dict(config))
+    changes = [f"{key}: {before.get(key)!r} → {after.get(key)!r}"
+               for key in sorted(set(before) | set(after)) if before.get(key) != after.get(key)]
+    return config, changes
+
+
+def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, dict) and value:
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
 
 
 def dump(config: ExperimentConfig) -> str:

@@ -69,6 +69,7 @@ class WSOLMethod(nn.Module):
     name: ClassVar[str] = ""
     default_hparams: ClassVar[dict[str, Any]] = {}
     default_backbone: ClassVar[str | None] = None
+    weights_hub: ClassVar[str | None] = None  # where `pretrained=True` weights come from: "timm" / "torchvision"
 
     def forward(self, images: Tensor) -> MethodOutput:  # pragma: no cover - contract
         raise NotImplementedError

@@ -51,6 +51,16 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state(state["cuda"])
 
 
+def checkpoint_config(path: Path) -> dict[str, Any] | None:
+    """The resolved config our checkpoints carry (their `config` entry); None for any other file."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # noqa: BLE001 - not a torch file of ours; the weight loader reports what it is
+        return None
+    config = state.get("config") if isinstance(state, dict) else None
+    return config if isinstance(config, dict) else None
+
+
 def load_training_state(path: Path) -> dict[str, Any]:
     """Read a checkpoint written by the trainer; error names the file when it is not one."""
     if not path.is_file():

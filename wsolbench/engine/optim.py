@@ -9,7 +9,7 @@ import math
 
 import torch
 
-from wsolbench.config import TrainConfig
+from wsolbench.config import TrainConfig, decay_intervals
 from wsolbench.method import ParamGroup
 
 
@@ -45,13 +45,15 @@ class LRSchedule:
     - warmup: linear from lr/W to lr over the first W = warmup_epochs·steps_per_epoch steps;
     - constant: lr;
     - cosine: from lr to min_lr over the steps after warmup;
-    - step: lr · lr_decay_factor^(e // lr_decay_every) in 1-based epoch e (cam.md §4: decay at the
-      start of every epoch divisible by lr_decay_every).
+    - step: lr · lr_decay_factor^k in 1-based epoch e, k = how many of the epochs 1..e are divisible
+      by lr_decay_every (or by any of its values, when it is a list): the decay happens at the start of
+      those epochs, at most once per epoch (e // lr_decay_every for one interval).
     """
 
     def __init__(self, config: TrainConfig, steps_per_epoch: int) -> None:
-        if config.schedule == "step" and config.lr_decay_every <= 0:
-            raise ValueError("train.lr_decay_every: the 'step' schedule needs a positive decay interval")
+        self.decay_every = decay_intervals(config)
+        if config.schedule == "step" and not (self.decay_every and all(n > 0 for n in self.decay_every)):
+            raise ValueError("train.lr_decay_every: the 'step' schedule needs positive decay intervals")
         self.config = config
         self.steps_per_epoch = steps_per_epoch
         self.total = config.epochs * steps_per_epoch
@@ -68,7 +70,8 @@ class LRSchedule:
             progress = min((step - self.warmup) / span, 1.0)
             return c.min_lr + (c.lr - c.min_lr) * 0.5 * (1.0 + math.cos(math.pi * progress))
         epoch = step // self.steps_per_epoch + 1
-        return c.lr * c.lr_decay_factor ** (epoch // c.lr_decay_every)
+        decays = sum(1 for e in range(1, epoch + 1) if any(e % n == 0 for n in self.decay_every))
+        return c.lr * c.lr_decay_factor ** decays
 
     def apply(self, optimizer: torch.optim.Optimizer, step: int) -> float:
         """Set every group's lr to lr_at(step) · lr_scale; returns the base lr."""

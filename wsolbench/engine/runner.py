@@ -45,9 +45,11 @@ from wsolbench.engine.evaluate import (
 )
 from wsolbench.engine.protocols import count_trainable, trainable_groups, training_images
 from wsolbench.engine.train import Trainer, amp_dtype, micro_batch_size
+from wsolbench.errors import WsolbenchError
 from wsolbench.method import WSOLMethod, create_method
 from wsolbench.registry import DATASETS, METHODS
 from wsolbench.results import RunDir, run_path
+from wsolbench.weights import fetch_pretrained
 
 DEFAULT_RUN = Path(__file__).with_name("default_run.yaml")
 SUMMARY_COLUMNS = {
@@ -140,10 +142,15 @@ def ensure_dataset(config: ExperimentConfig, info: DistInfo) -> PreparedDataset:
     return open_dataset(root)
 
 
-def build_model(config: ExperimentConfig, num_classes: int) -> WSOLMethod:
+def build_model(config: ExperimentConfig, num_classes: int, with_pretrained: bool = True) -> WSOLMethod:
+    """The configured method; `method.pretrained` weights come from a local file (see wsolbench.weights).
+
+    `with_pretrained=False` skips them (the caller loads a full checkpoint next).
+    """
     m = config.method
+    pretrained = fetch_pretrained(m.name, m.backbone, m.pretrained) if with_pretrained else False
     return create_method(
-        m.name, num_classes=num_classes, backbone=m.backbone, pretrained=m.pretrained,
+        m.name, num_classes=num_classes, backbone=m.backbone, pretrained=pretrained,
         img_size=m.img_size or config.dataset.crop_size, drop_path_rate=m.drop_path_rate,
         backbone_kwargs=m.backbone_kwargs, **m.hparams,
     )
@@ -206,10 +213,28 @@ def execute(configs: list[ExperimentConfig], resume: bool = False) -> list[Path]
         check_dataset(config)
         micro_batch_size(config, info)
         amp_dtype(config.train.amp, info.device)
+    fetch_all_pretrained(configs, info)
     paths = [run_one(config, resume, info) for config in configs]
     if info.is_main:
         write_summary(paths)
     return paths
+
+
+def fetch_all_pretrained(configs: list[ExperimentConfig], info: DistInfo) -> None:
+    """Make every configured pretrained weight file local before any run folder exists (rank 0 downloads).
+
+    A WeightsError (not cached and not downloadable) is raised on every rank.
+    """
+    error: Exception | None = None
+    if info.is_main:
+        try:
+            for config in configs:
+                fetch_pretrained(config.method.name, config.method.backbone, config.method.pretrained)
+        except WsolbenchError as caught:
+            error = caught
+    error = distributed.broadcast_object(error, info)
+    if error is not None:
+        raise error
 
 
 def run_one(config: ExperimentConfig, resume: bool, info: DistInfo) -> Path:
@@ -364,7 +389,7 @@ def evaluate_checkpoint(config: ExperimentConfig, checkpoint: Path, output: Path
     info = distributed.setup(config.device)
     prepared = ensure_dataset(config, info)
     seed_everything(config.seed)
-    model = build_model(config, prepared.num_classes)
+    model = build_model(config, prepared.num_classes, with_pretrained=False)
     model.load_checkpoint(checkpoint)
     model.to(info.device)
     path = output or run_path(config.output_dir, config.experiment, config.dataset.name, config.method.name,

@@ -107,3 +107,20 @@ def test_load_results_names_a_malformed_file(tmp_path) -> None:
     run.write_json("metrics.json", {"method": "sat", "dataset": "x"})
     with pytest.raises(ValueError, match=r"metrics\.json: missing key 'results'"):
         load_results([tmp_path])
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o002, 0o664), (0o077, 0o600)])
+def test_text_outputs_honour_the_umask(tmp_path, umask, mode) -> None:
+    from wsolbench.data import Metadata, write_metadata
+
+    previous = os.umask(umask)
+    try:
+        run = RunDir(tmp_path / "run")
+        written = [run.write_text("config.yaml", "a: 1\n"), run.write_json("metrics.json", {"a": 1})]
+        write_metadata(tmp_path / "meta", Metadata(["a.jpg"], {"a.jpg": 0}, {"a.jpg": (4, 4)}))
+        written += sorted((tmp_path / "meta").iterdir())
+    finally:
+        os.umask(previous)
+    assert len(written) == 6
+    for path in written:
+        assert oct(path.stat().st_mode & 0o777) == oct(mode), path

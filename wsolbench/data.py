@@ -218,12 +218,30 @@ def _read_masks(path: Path, lines: list[tuple[int, str]], check_known: Any) -> d
     return {i: MaskEntry(tuple(paths), ignores[i]) for i, paths in instances.items()}
 
 
+def _umask() -> int:
+    """The process umask: from /proc on Linux, else by setting it and straight back (not thread-safe)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write_text(path: str | Path, text: str) -> None:
-    """Write `text` to `path` through a temp file in the same folder and a rename."""
+    """Write `text` to `path` through a temp file in the same folder and a rename.
+
+    The file gets the mode a plain `open(path, "w")` would give it (0666 less the umask, so 0644
+    under umask 022), not the 0600 of the temp file.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
             handle.write(text)
         os.replace(tmp, path)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 
@@ -49,14 +50,33 @@ def test_second_writer_gets_a_clear_error(tmp_path) -> None:
     )
     try:
         assert holder.stdout.readline().strip() == "locked"
-        with pytest.raises(RunLockedError, match=rf"{run} is in use by process {holder.pid}"):
+        with pytest.raises(RunLockedError, match=rf"{run} is in use by process {holder.pid} on this host"):
             RunDir(run).acquire()
     finally:
         holder.kill()
         holder.wait()
     # The holder died without releasing: its stale lock is taken over.
     with RunDir(run) as again:
-        assert (again.path / ".lock").read_text() == str(os.getpid())
+        assert (again.path / ".lock").read_text() == f"{socket.gethostname()} {os.getpid()}\n"
+    assert not (run / ".lock").exists()
+
+
+def test_a_lock_from_another_host_is_never_taken_over(tmp_path) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    pid = int(dead.stdout)  # a pid that is not alive here; on the other node it may well be
+    (run / ".lock").write_text(f"node-b.cluster {pid}\n")
+    with pytest.raises(RunLockedError) as raised:
+        RunDir(run).acquire()
+    message = str(raised.value)
+    assert f"in use by process {pid} on host node-b.cluster" in message
+    assert f"rm {run / '.lock'}" in message
+    assert (run / ".lock").read_text() == f"node-b.cluster {pid}\n"  # untouched
+    # The same dead pid on this host is a stale lock: taken over.
+    (run / ".lock").write_text(f"{socket.gethostname()} {pid}\n")
+    with RunDir(run):
+        assert (run / ".lock").read_text() == f"{socket.gethostname()} {os.getpid()}\n"
     assert not (run / ".lock").exists()
 
 

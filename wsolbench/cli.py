@@ -160,7 +160,7 @@ def evaluate(method: str, dataset: str, checkpoint: Path, protocol: str | None, 
 @config_option
 @set_option
 @click.option("--experiment", default=None, help="Experiment name (the folder under output_dir).")
-@click.option("--resume", is_flag=True, help="Keep finished runs, continue interrupted ones.")
+@click.option("--resume", is_flag=True, help="Continue interrupted runs (finished ones of the same config are reused).")
 def run(methods: str | None, datasets: str | None, protocols: str | None, seeds: str | None,
         config_file: Path | None, overrides: tuple[str, ...], experiment: str | None, resume: bool) -> None:
     """Plan → train → evaluate → table for every method × dataset × protocol × seed.
@@ -222,7 +222,7 @@ def report(runs_dir: Path, style: str, with_paper: bool, out: Path | None, proto
 @config_option
 @set_option
 @click.option("--experiment", default=None, help="Experiment name [ablation-<method>-<dataset>].")
-@click.option("--resume", is_flag=True, help="Keep finished cells, continue interrupted ones.")
+@click.option("--resume", is_flag=True, help="Continue interrupted cells (finished ones are reused).")
 def ablate(method: str, dataset: str, grids: tuple[str, ...], seeds: str, config_file: Path | None,
            overrides: tuple[str, ...], experiment: str | None, resume: bool) -> None:
     """Run an ablation grid through the engine, then write its table (md/csv/tex) and bar chart."""

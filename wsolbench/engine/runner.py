@@ -173,21 +173,32 @@ def _config_diff(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
 
 
 def _run_mode(run: RunDir, config: ExperimentConfig, resume: bool) -> str:
-    """'fresh', 'resume' or 'done'; ValueError when the folder holds a different or unrequested run."""
+    """'fresh', 'resume' or 'done' for the run folder; ValueError when it holds a different or unrequested run.
+
+    - no config.yaml, or no checkpoint and no metrics.json (a run that died before its first
+      checkpoint): 'fresh', whatever config the folder holds;
+    - a different config.yaml: ValueError showing the diff;
+    - the same config and metrics.json: 'done' (the finished run is reused);
+    - the same config and checkpoints/last.pt only: 'resume' with `resume`, else ValueError.
+    """
     saved_path = run.path / "config.yaml"
-    if not saved_path.is_file():
+    finished = (run.path / "metrics.json").is_file()
+    if not saved_path.is_file() or not (finished or (run.checkpoints / "last.pt").is_file()):
         return "fresh"
-    if not resume:
-        raise ValueError(
-            f"run directory {run.path} already holds a run; pass --resume to continue it, "
-            "or choose another --experiment"
-        )
     diff = _config_diff(yaml.safe_load(saved_path.read_text()), to_dict(config))
     if diff:
         changes = "\n  ".join(diff)
-        raise ValueError(f"cannot resume {run.path}: its config.yaml differs from this config:\n  {changes}")
-    if (run.path / "metrics.json").is_file():
+        raise ValueError(
+            f"run directory {run.path} holds a run with a different config (saved → now):\n  {changes}\n"
+            "choose another --experiment, or remove that folder to start over"
+        )
+    if finished:
         return "done"
+    if not resume:
+        raise ValueError(
+            f"run directory {run.path} holds an interrupted run of this config; pass --resume to continue it, "
+            "or choose another --experiment"
+        )
     return "resume"
 
 
@@ -197,7 +208,8 @@ def _run_mode(run: RunDir, config: ExperimentConfig, resume: bool) -> str:
 def execute(configs: list[ExperimentConfig], resume: bool = False) -> list[Path]:
     """Train and evaluate every config in order; returns their run directories.
 
-    With `resume`, finished runs are kept as they are and interrupted ones continue from last.pt.
+    A finished run of the identical config is reused as it is; with `resume`, an interrupted one
+    continues from last.pt.
     """
     if not configs:
         return []

@@ -59,6 +59,7 @@ def list_command() -> None:
               help="Where prepared datasets live; the dataset goes to <data-root>/<dataset>.")
 def prepare(dataset: str, source: Path | None, data_root: Path) -> None:
     """Convert an official dataset layout into wsolbench metadata (synthetic: generate it)."""
+    _check_names("DATASET", "dataset", [dataset], DATASETS.names())
     adapter = DATASETS.get(dataset)
     if adapter.needs_source and source is None:
         raise click.UsageError(f"{dataset} needs --source: {adapter.source_hint}")
@@ -78,6 +79,16 @@ def _seeds(value: str | None) -> list[int] | None:
         return [int(s) for s in _csv(value)] if value else None
     except ValueError:
         raise click.BadParameter(f"expected comma-separated integers, got {value!r}") from None
+
+
+def _check_names(flag: str, kind: str, names: list[str], valid: list[str] | tuple[str, ...]) -> None:
+    """UsageError naming `flag` for the first of `names` not in `valid`, with the closest valid name."""
+    from wsolbench.registry import closest
+
+    for name in names:
+        if name not in valid:
+            raise click.BadParameter(f"unknown {kind} {name!r}{closest(name, valid)}; valid: {', '.join(valid)}",
+                                     param_hint=flag)
 
 
 def _user_layer(config_file: Path | None) -> tuple[dict, str]:
@@ -113,8 +124,12 @@ set_option = click.option("--set", "overrides", multiple=True, metavar="KEY=VALU
 def train(method: str, dataset: str, protocol: str | None, seed: int | None, config_file: Path | None,
           overrides: tuple[str, ...], experiment: str | None, resume: bool) -> None:
     """Train and evaluate one method on one dataset; prints the run directory and its metrics."""
+    from wsolbench.config import CHOICES
     from wsolbench.engine.runner import execute, plan_runs
 
+    _check_names("--method", "method", [method], METHODS.names())
+    _check_names("--dataset", "dataset", [dataset], DATASETS.names())
+    _check_names("--protocol", "training protocol", [protocol] if protocol else [], CHOICES["protocol.name"])
     user, source = _user_layer(config_file)
     configs = plan_runs([method], [dataset], protocols=[protocol] if protocol else None,
                         seeds=None if seed is None else [seed], user=user, user_source=source,
@@ -138,9 +153,15 @@ def train(method: str, dataset: str, protocol: str | None, seed: int | None, con
 def evaluate(method: str, dataset: str, checkpoint: Path, protocol: str | None, threshold_policy: str | None,
              config_file: Path | None, overrides: tuple[str, ...], output: Path | None) -> None:
     """Score a trained or published checkpoint under any evaluation protocol."""
-    from wsolbench.config import resolve
+    from wsolbench.config import CHOICES, resolve
     from wsolbench.engine.runner import evaluate_checkpoint
+    from wsolbench.metrics.protocols import EVAL_PROTOCOLS
 
+    _check_names("--method", "method", [method], METHODS.names())
+    _check_names("--dataset", "dataset", [dataset], DATASETS.names())
+    _check_names("--protocol", "evaluation protocol", [protocol] if protocol else [], EVAL_PROTOCOLS)
+    _check_names("--threshold-policy", "threshold policy", [threshold_policy] if threshold_policy else [],
+                 CHOICES["eval.threshold_policy"])
     extra = [f"eval.protocol={protocol}"] if protocol else []
     extra += [f"eval.threshold_policy={threshold_policy}"] if threshold_policy else []
     user, source = _user_layer(config_file)
@@ -170,6 +191,7 @@ def run(methods: str | None, datasets: str | None, protocols: str | None, seeds:
     """
     import time
 
+    from wsolbench.config import CHOICES
     from wsolbench.engine.runner import default_run, execute, markdown_table, plan_runs, summary_table
 
     base = None
@@ -180,6 +202,9 @@ def run(methods: str | None, datasets: str | None, protocols: str | None, seeds:
         plan, base = embedded["plan"], embedded["base"]
     method_list = method_list or plan.get("methods") or METHODS.names()
     dataset_list = dataset_list or plan.get("datasets") or ["synthetic"]
+    _check_names("--methods", "method", method_list, METHODS.names())
+    _check_names("--dataset", "dataset", dataset_list, DATASETS.names())
+    _check_names("--protocols", "training protocol", _csv(protocols) or [], CHOICES["protocol.name"])
     user, source = _user_layer(config_file)
     configs = plan_runs(method_list, dataset_list,
                         protocols=_csv(protocols) or plan.get("protocols") or ["full"],
@@ -229,6 +254,8 @@ def ablate(method: str, dataset: str, grids: tuple[str, ...], seeds: str, config
     from wsolbench.reports import ablation
     from wsolbench.reports.tables import PAPER
 
+    _check_names("--method", "method", [method], METHODS.names())
+    _check_names("--dataset", "dataset", [dataset], DATASETS.names())
     studies = [ablation.parse_grid(list(grids))] if grids else ablation.default_studies(method)
     user, source = _user_layer(config_file)
     manifest = ablation.run_ablation(method, dataset, studies, overrides=list(overrides),

@@ -105,12 +105,13 @@ def plan_runs(
                 for seed in seeds or [None]:
                     extra = [f"protocol.name={protocol}"] if protocol is not None else []
                     extra += [f"seed={seed}"] if seed is not None else []
-                    if experiment:
-                        extra.append(f"experiment={experiment}")
-                    configs.append(resolve(
+                    config = resolve(
                         method=method, dataset=dataset, user=user, user_source=user_source,
                         overrides=[*overrides, *extra], base=method_base or None,
-                    ))
+                    )
+                    if experiment:  # a name as typed: "2024" stays a string
+                        config.experiment = str(experiment)
+                    configs.append(config)
     return configs
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from wsolbench.data import EvalFrame
+from wsolbench.registry import closest
 
 THRESHOLD_POLICIES = ("oracle-test", "fixed", "val")
 
@@ -80,7 +81,8 @@ EVAL_PROTOCOLS = tuple(_CONVENTIONS)
 def get_protocol(name: str, crop_size: int = 224, resize_size: int = 256) -> EvalProtocol:
     """The named protocol at the given frame size (resize_size matters only for 'sat')."""
     if name not in EVAL_PROTOCOLS:
-        raise ValueError(f"unknown evaluation protocol {name!r}; valid: {', '.join(EVAL_PROTOCOLS)}")
+        raise ValueError(f"unknown evaluation protocol {name!r}{closest(name, EVAL_PROTOCOLS)}; "
+                         f"valid: {', '.join(EVAL_PROTOCOLS)}")
     if crop_size <= 0 or resize_size < crop_size:
         raise ValueError(f"need 0 < crop_size <= resize_size, got crop {crop_size}, resize {resize_size}")
     frame = EvalFrame(resize_size, crop_size) if name == "sat" else EvalFrame(crop_size, crop_size)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
@@ -131,6 +132,19 @@ def _jpeg(path: Path, width: int, height: int) -> None:
     Image.new("RGB", (width, height), (90, 120, 60)).save(path, format="JPEG")
 
 
+def _tiny_jpeg(path: Path) -> None:
+    """A valid 4x4 JPEG (prepare decodes every image; sizes and boxes come from shipped metadata)."""
+    if not TINY_JPEG:
+        buffer = io.BytesIO()
+        Image.new("RGB", (4, 4), (90, 120, 60)).save(buffer, format="JPEG")
+        TINY_JPEG.append(buffer.getvalue())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(TINY_JPEG[0])
+
+
+TINY_JPEG: list[bytes] = []
+
+
 def _write(path: Path, text: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(text.encode())
@@ -185,8 +199,8 @@ def test_cub_miniature(cub_source: Path, tmp_path: Path) -> None:
 
 def test_cub_with_cubv2(cub_source: Path, tmp_path: Path) -> None:
     val_ids = (SHIPPED / "CUB" / "val" / "image_ids.txt").read_text().split("\n")
-    for image_id in val_ids:  # only existence is checked: sizes and boxes come from the shipped metadata
-        _write(cub_source / "images" / image_id, "")
+    for image_id in val_ids:
+        _tiny_jpeg(cub_source / "images" / image_id)
     prepared = DATASETS.get("cub").prepare(cub_source, tmp_path / "cub")
     for name in ("image_ids.txt", "class_labels.txt", "image_sizes.txt", "localization.txt"):
         assert (prepared.metadata_dir("val") / name).read_bytes() == (
@@ -301,7 +315,7 @@ def test_ilsvrc_imagenetv2_val(tmp_path: Path) -> None:
     assert sum(map(len, mini.boxes.values())) > 15
     write_metadata(tmp_path / "val_meta", mini)
     for image_id in mini.image_ids:
-        _write(source / image_id, "")
+        _tiny_jpeg(source / image_id)
     prepared = ILSVRCAdapter(tmp_path / "val_meta").prepare(source, tmp_path / "out")
     assert prepared.num_classes == 1000
     for name in ("image_ids.txt", "class_labels.txt", "image_sizes.txt", "localization.txt"):
@@ -328,7 +342,7 @@ def test_openimages_miniature(tmp_path: Path) -> None:
         mini = shipped.subset(shipped.image_ids[:3])
         write_metadata(metadata_dir / split, mini)
         for image_id in mini.image_ids:
-            _write(source / image_id, "")
+            _tiny_jpeg(source / image_id)
             for entry in [mini.masks[image_id]] if image_id in mini.masks else []:
                 for mask in (*entry.instances, entry.ignore):
                     _write(source / mask, "")

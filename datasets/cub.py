@@ -117,7 +117,8 @@ class CUBAdapter(DatasetAdapter):
         if not present:
             warnings.warn(
                 f"{files['images']}: none of the {len(val)} CUBV2 val images is present, so the val "
-                f"(train-fullsup) split is skipped; {CUBV2_HINT}",
+                "(train-fullsup) split is skipped: runs on this dataset report no val numbers and score the "
+                f"last checkpoint, not the val-selected best; {CUBV2_HINT}",
                 stacklevel=2,
             )
         else:

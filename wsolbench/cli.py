@@ -60,10 +60,19 @@ def list_command() -> None:
 def prepare(dataset: str, source: Path | None, data_root: Path) -> None:
     """Convert an official dataset layout into wsolbench metadata (synthetic: generate it)."""
     _check_names("DATASET", "dataset", [dataset], DATASETS.names())
+    import warnings
+
     adapter = DATASETS.get(dataset)
     if adapter.needs_source and source is None:
         raise click.UsageError(f"{dataset} needs --source: {adapter.source_hint}")
-    prepared = adapter.prepare(source, data_root / dataset)
+    with warnings.catch_warnings(record=True) as caught:  # printed below as plain lines, once each
+        warnings.simplefilter("always")
+        prepared = adapter.prepare(source, data_root / dataset)
+    for message in dict.fromkeys(str(w.message) for w in caught if w.category is UserWarning):
+        click.echo(f"NOTE: {message}")
+    for w in caught:
+        if w.category is not UserWarning:
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
     counts = ", ".join(
         f"{split} {len(prepared.split(split))}" for split in ("train", "val", "test") if prepared.has_split(split)
     )
@@ -104,6 +113,8 @@ def _print_metrics(path: Path) -> None:
     for entry in data["results"]:
         values = ", ".join(f"{k} {v:.2f}" for k, v in entry["metrics"].items())
         click.echo(f"  {entry['split']} [{entry['eval_protocol']}/{entry['threshold_policy']}]: {values}")
+    for note in data.get("notes", []):
+        click.echo(f"NOTE: {note}")
 
 
 config_option = click.option("--config", "config_file", type=click.Path(path_type=Path), default=None,
@@ -192,7 +203,7 @@ def run(methods: str | None, datasets: str | None, protocols: str | None, seeds:
     import time
 
     from wsolbench.config import CHOICES
-    from wsolbench.engine.runner import default_run, execute, markdown_table, plan_runs, summary_table
+    from wsolbench.engine.runner import default_run, execute, markdown_table, plan_runs, summary_notes, summary_table
 
     base = None
     method_list, dataset_list = _csv(methods), _csv(datasets)
@@ -214,6 +225,8 @@ def run(methods: str | None, datasets: str | None, protocols: str | None, seeds:
     paths = execute(configs, resume=resume)
     if is_main_process():
         click.echo(markdown_table(summary_table(paths)))
+        for note in summary_notes(paths):
+            click.echo(note)
         click.echo(f"{len(paths)} run(s) in {time.perf_counter() - started:.0f} s; "
                    f"table written to {paths[0].parents[1] / 'summary.md'} (+ .csv)")
 

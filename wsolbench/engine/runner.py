@@ -285,16 +285,27 @@ def _train_and_evaluate(config: ExperimentConfig, run: RunDir, info: DistInfo, r
         elif info.is_main:  # a run that died before its first checkpoint starts over
             (run.path / "log.jsonl").unlink(missing_ok=True)
         best = dict(trainer.fit().best)
-        if config.eval.checkpoint == "best":
+        if config.eval.checkpoint == "best" and val_meta is not None:
             state = torch.load(run.checkpoints / "best.pt", map_location="cpu", weights_only=True)
             model.load_state_dict(state["model"])
             last_val.clear()
     elif info.is_main:
         run.save_checkpoint("last.pt", {"model": model.state_dict(), "epoch": 0})
-    checkpoint = config.eval.checkpoint if trainable else "untrained"
+    checkpoint = ("last" if val_meta is None else config.eval.checkpoint) if trainable else "untrained"
+    note = missing_val_note(prepared, config) if val_meta is None else None
     evaluate_into(run, model, prepared, config, info, val_meta, test_meta, checkpoint,
                   val_result=last_val.get("result"),
-                  extra={"trainable_params": trainable, "best": best, **_few_shot_info(config, train_meta)})
+                  extra={"trainable_params": trainable, "best": best, **_few_shot_info(config, train_meta),
+                         **({"notes": [note]} if note else {})})
+
+
+def missing_val_note(prepared: PreparedDataset, config: ExperimentConfig) -> str:
+    """The plain sentence a run without a val split (train-fullsup) reports in its output and table."""
+    why = " (its CUBV2 images were not prepared)" if prepared.name == "cub" else ""
+    text = f"{prepared.name} has no val split with boxes{why}, so nothing is scored on val"
+    if config.eval.checkpoint == "best":
+        text += "; the scored checkpoint is therefore the LAST one, not the val-selected best (eval.checkpoint: best)"
+    return text
 
 
 def _few_shot_info(config: ExperimentConfig, train_meta: Metadata) -> dict[str, Any]:
@@ -417,6 +428,15 @@ def summary_table(paths: list[Path]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def summary_notes(paths: list[Path]) -> list[str]:
+    """The distinct notes of the runs' metrics.json ("notes"), in run order, each naming its runs' count."""
+    notes: dict[str, int] = {}
+    for path in paths:
+        for note in json.loads((Path(path) / "metrics.json").read_text()).get("notes", []):
+            notes[note] = notes.get(note, 0) + 1
+    return [f"NOTE ({count} of {len(paths)} runs): {note}" for note, count in notes.items()]
+
+
 def markdown_table(frame: pd.DataFrame) -> str:
     columns = list(frame.columns)
     lines = ["| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
@@ -435,7 +455,7 @@ def write_summary(paths: list[Path]) -> dict[Path, str]:
     written = {}
     for folder, runs in by_experiment.items():
         frame = summary_table(runs)
-        text = markdown_table(frame)
+        text = markdown_table(frame) + "".join(f"\n{note}\n" for note in summary_notes(runs))
         atomic_write_text(folder / "summary.csv", frame.to_csv(index=False))
         atomic_write_text(folder / "summary.md", text)
         written[folder] = text

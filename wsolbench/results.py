@@ -77,7 +77,7 @@ class RunDir:
         self.path.mkdir(parents=True, exist_ok=True)
         lock = self.path / self.LOCK
         try:
-            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
         except FileExistsError:
             host, pid = _lock_holder(lock)
             if host == socket.gethostname() and pid is not None and not _pid_alive(pid):

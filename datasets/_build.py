@@ -88,7 +88,7 @@ def _size_or_problem(path: Path) -> tuple[int, int] | str:
     try:
         return image_size(path)
     except FileNotFoundError:
-        return f"{path}: missing"
+        return f"{path}: missing (listed in the source annotations)"
     except ImageError as error:
         return str(error)
 

@@ -59,9 +59,9 @@ def list_command() -> None:
               help="Where prepared datasets live; the dataset goes to <data-root>/<dataset>.")
 def prepare(dataset: str, source: Path | None, data_root: Path) -> None:
     """Convert an official dataset layout into wsolbench metadata (synthetic: generate it)."""
-    _check_names("DATASET", "dataset", [dataset], DATASETS.names())
     import warnings
 
+    _check_names("DATASET", "dataset", [dataset], DATASETS.names())
     adapter = DATASETS.get(dataset)
     if adapter.needs_source and source is None:
         raise click.UsageError(f"{dataset} needs --source: {adapter.source_hint}")

@@ -292,18 +292,18 @@ def _train_and_evaluate(config: ExperimentConfig, run: RunDir, info: DistInfo, r
     elif info.is_main:
         run.save_checkpoint("last.pt", {"model": model.state_dict(), "epoch": 0})
     checkpoint = ("last" if val_meta is None else config.eval.checkpoint) if trainable else "untrained"
-    note = missing_val_note(prepared, config) if val_meta is None else None
+    note = missing_val_note(prepared, config, bool(trainable)) if val_meta is None else None
     evaluate_into(run, model, prepared, config, info, val_meta, test_meta, checkpoint,
                   val_result=last_val.get("result"),
                   extra={"trainable_params": trainable, "best": best, **_few_shot_info(config, train_meta),
                          **({"notes": [note]} if note else {})})
 
 
-def missing_val_note(prepared: PreparedDataset, config: ExperimentConfig) -> str:
+def missing_val_note(prepared: PreparedDataset, config: ExperimentConfig, trained: bool) -> str:
     """The plain sentence a run without a val split (train-fullsup) reports in its output and table."""
     why = " (its CUBV2 images were not prepared)" if prepared.name == "cub" else ""
     text = f"{prepared.name} has no val split with boxes{why}, so nothing is scored on val"
-    if config.eval.checkpoint == "best":
+    if trained and config.eval.checkpoint == "best":
         text += "; the scored checkpoint is therefore the LAST one, not the val-selected best (eval.checkpoint: best)"
     return text
 

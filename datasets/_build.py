@@ -19,6 +19,7 @@ from wsolbench.data import (
     Metadata,
     MetadataError,
     PreparedDataset,
+    current_umask,
     describe_image_error,
     load_image,
     read_metadata,
@@ -41,6 +42,7 @@ def staged(dest: Path) -> Iterator[Path]:
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     stage = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.staging-"))
+    os.chmod(stage, 0o777 & ~current_umask())  # the mode mkdir would give, not mkdtemp's 0700
     try:
         yield stage
         old = None

@@ -116,3 +116,4 @@ def test_an_image_corrupted_after_prepare_fails_the_run_naming_file_and_split(tm
     assert f"(image {image_id!r} of split {split};" in message
     run = tmp_path / "runs" / "toy" / "synthetic" / f"{TOY}-full-seed0"
     assert not (run / "metrics.json").exists() and not (run / ".lock").exists()
+

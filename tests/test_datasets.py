@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 from pathlib import Path
 
 import numpy as np
@@ -195,6 +196,20 @@ def test_cub_miniature(cub_source: Path, tmp_path: Path) -> None:
     train = _split_files(prepared.root, "train")
     assert train["localization.txt"] == f"{ALBATROSS}0009_34.jpg,139,30,292,294"
     assert train["class_labels.txt"] == f"{ALBATROSS}0009_34.jpg,0"
+
+
+def test_prepared_dataset_honours_the_umask(cub_source: Path, tmp_path: Path) -> None:
+    previous = os.umask(0o022)
+    try:
+        with pytest.warns(UserWarning, match="CUBV2"):
+            prepared = DATASETS.get("cub").prepare(cub_source, tmp_path / "data" / "cub")
+    finally:
+        os.umask(previous)
+    folders = [prepared.root, *(p for p in prepared.root.rglob("*") if p.is_dir())]
+    files = [p for p in prepared.root.rglob("*") if p.is_file()]
+    assert len(folders) == 4 and len(files) == 9  # metadata/{train,test}: 4 files each, and dataset.yaml
+    assert {oct(p.stat().st_mode & 0o777) for p in folders} == {oct(0o755)}
+    assert {oct(p.stat().st_mode & 0o777) for p in files} == {oct(0o644)}
 
 
 def test_cub_with_cubv2(cub_source: Path, tmp_path: Path) -> None:

@@ -265,7 +265,7 @@ def _read_masks(path: Path, lines: list[tuple[int, str]], check_known: Any) -> d
     return {i: MaskEntry(tuple(paths), ignores[i]) for i, paths in instances.items()}
 
 
-def _umask() -> int:
+def current_umask() -> int:
     """The process umask: from /proc on Linux, else by setting it and straight back (not thread-safe)."""
     try:
         for line in Path("/proc/self/status").read_text().splitlines():
@@ -288,7 +288,7 @@ def atomic_write_text(path: str | Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        os.fchmod(fd, 0o666 & ~_umask())
+        os.fchmod(fd, 0o666 & ~current_umask())
         with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
             handle.write(text)
         os.replace(tmp, path)

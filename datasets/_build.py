@@ -170,9 +170,13 @@ def write_prepared(
     mask_root: Path | None = None,
     extra: dict | None = None,
 ) -> None:
-    """Decode every image once (check_images), write every split into `stage`, read each back through the
-    validating reader, then dataset.yaml."""
+    """Decode every image and mask once (check_images), write every split into `stage`, read each back
+    through the validating reader, then dataset.yaml."""
     check_images(image_root, list(dict.fromkeys(i for metadata in splits.values() for i in metadata.image_ids)))
+    masks = [path for metadata in splits.values() for entry in metadata.masks.values()
+             for path in (*entry.instances, entry.ignore)]
+    if masks and mask_root is not None:
+        check_images(mask_root, list(dict.fromkeys(masks)))
     for split, metadata in splits.items():
         write_metadata(stage / "metadata" / split, metadata)
         read_metadata(stage / "metadata" / split, num_classes)

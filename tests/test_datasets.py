@@ -14,7 +14,7 @@ from wsolbench.datasets import synthetic
 from wsolbench.datasets.ilsvrc import ILSVRCAdapter
 from wsolbench.datasets.openimages import OpenImagesAdapter
 
-from wsolbench.data import DatasetAdapter, open_dataset, read_metadata, write_metadata
+from wsolbench.data import DatasetAdapter, ImageError, open_dataset, read_metadata, write_metadata
 from wsolbench.registry import DATASETS
 
 # --------------------------------------------------------------------------- synthetic
@@ -360,7 +360,7 @@ def test_openimages_miniature(tmp_path: Path) -> None:
             _tiny_jpeg(source / image_id)
             for entry in [mini.masks[image_id]] if image_id in mini.masks else []:
                 for mask in (*entry.instances, entry.ignore):
-                    _write(source / mask, "")
+                    _tiny_jpeg(source / mask)  # any decodable image
     prepared = OpenImagesAdapter(metadata_dir).prepare(source, tmp_path / "openimages")
     assert prepared.image_root == source and prepared.mask_root == source
     for split in ("train", "val", "test"):
@@ -374,6 +374,9 @@ def test_openimages_miniature(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match=rf"1 of \d+ OpenImages val masks missing, first: {first}"):
         OpenImagesAdapter(metadata_dir).prepare(source, tmp_path / "openimages")
     assert (tmp_path / "openimages" / "dataset.yaml").is_file()  # the earlier prepared dataset is untouched
+    (source / first).write_bytes(b"")  # present but empty: every mask is decoded at prepare time too
+    with pytest.raises(ImageError, match=rf"1 of \d+ images cannot be decoded(.|\n)*{first}: empty file"):
+        OpenImagesAdapter(metadata_dir).prepare(source, tmp_path / "openimages")
 
 
 def test_stanford_dogs_miniature(tmp_path: Path) -> None:

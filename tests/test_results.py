@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import socket
 import subprocess
 import sys
+import time
 
 import pytest
 import torch
@@ -77,6 +79,37 @@ def test_a_lock_from_another_host_is_never_taken_over(tmp_path) -> None:
     (run / ".lock").write_text(f"{socket.gethostname()} {pid}\n")
     with RunDir(run):
         assert (run / ".lock").read_text() == f"{socket.gethostname()} {os.getpid()}\n"
+    assert not (run / ".lock").exists()
+
+
+def _race_for_lock(run, go, results) -> None:
+    go.wait()
+    try:
+        held = RunDir(run)
+        held.acquire()
+    except RunLockedError:
+        results.put("locked")
+        return
+    results.put("won")
+    time.sleep(2)
+    held.release()
+
+
+def test_concurrent_takeover_of_a_stale_lock_has_one_winner(tmp_path) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    (run / ".lock").write_text(f"{socket.gethostname()} {int(dead.stdout)}\n")
+    context = multiprocessing.get_context("fork")
+    go, results = context.Event(), context.Queue()
+    racers = [context.Process(target=_race_for_lock, args=(run, go, results)) for _ in range(4)]
+    for racer in racers:
+        racer.start()
+    go.set()
+    outcomes = sorted(results.get(timeout=60) for _ in racers)
+    for racer in racers:
+        racer.join(timeout=60)
+    assert outcomes == ["locked", "locked", "locked", "won"]
     assert not (run / ".lock").exists()
 
 

@@ -21,9 +21,11 @@ both; only a dead process's lock on the same host is taken over).
 from __future__ import annotations
 
 import errno
+import fcntl
 import json
 import os
 import socket
+import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -81,7 +83,7 @@ class RunDir:
         except FileExistsError:
             host, pid = _lock_holder(lock)
             if host == socket.gethostname() and pid is not None and not _pid_alive(pid):
-                lock.unlink(missing_ok=True)  # stale lock of a dead process of this host
+                _remove_stale_lock(lock, (host, pid))
                 return self.acquire()
             if host == socket.gethostname():
                 raise RunLockedError(
@@ -136,14 +138,35 @@ class RunDir:
 
 
 def _lock_holder(lock: Path) -> tuple[str, int | None]:
-    """(host, pid) written in a lock file; an unreadable one is reported as host '?'."""
-    try:
-        parts = lock.read_text().split()
-    except OSError:
-        return "?", None
+    """(host, pid) written in a lock file; an unreadable one is reported as host '?'.
+
+    A lock file is created empty and written straight after, so an empty one is re-read for up to 1 s.
+    """
+    for _ in range(10):
+        try:
+            parts = lock.read_text().split()
+        except FileNotFoundError:
+            return "?", None
+        except OSError:
+            break
+        if parts:
+            break
+        time.sleep(0.1)
     if len(parts) == 2 and parts[1].isdigit():
         return parts[0], int(parts[1])
     return "?", None
+
+
+def _remove_stale_lock(lock: Path, stale: tuple[str, int]) -> None:
+    """Unlink `lock` if it still names `stale`, under an exclusive flock of its folder, so that of two
+    processes taking over the same stale lock, the second cannot remove the lock the first just made."""
+    folder = os.open(lock.parent, os.O_RDONLY)
+    try:
+        fcntl.flock(folder, fcntl.LOCK_EX)
+        if _lock_holder(lock) == stale:
+            lock.unlink(missing_ok=True)
+    finally:
+        os.close(folder)  # releases the flock
 
 
 def _pid_alive(pid: int) -> bool:

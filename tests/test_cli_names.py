@@ -29,6 +29,8 @@ def test_api_suggests_the_closest_name() -> None:
         resolve(method="sat", dataset="CUB")
     with pytest.raises(ValueError, match=r"unknown evaluation protocol 'TS_CAM' \(did you mean 'ts_cam'\?\)"):
         get_protocol("TS_CAM")
+    with pytest.raises(ConfigError, match=r"eval.protocol: unknown evaluation protocol 'sats' \(did you mean 'sat'"):
+        resolve(method="sat", dataset="synthetic", overrides=["eval.protocol=sats"])  # before any training
 
 
 @pytest.mark.parametrize("args, flag, message", [

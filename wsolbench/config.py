@@ -346,6 +346,13 @@ def validate(config: ExperimentConfig) -> None:
             f"dataset.name: unknown dataset {config.dataset.name!r}{closest(config.dataset.name, valid)}; "
             f"valid: {', '.join(valid)}"
         )
+    from wsolbench.metrics.protocols import EVAL_PROTOCOLS
+
+    if config.eval.protocol not in EVAL_PROTOCOLS:  # checked here, not after training
+        raise ConfigError(
+            f"eval.protocol: unknown evaluation protocol {config.eval.protocol!r}"
+            f"{closest(config.eval.protocol, EVAL_PROTOCOLS)}; valid: {', '.join(EVAL_PROTOCOLS)}"
+        )
     hparams = METHODS.get(config.method.name).default_hparams
     for key in config.method.hparams:
         if key not in hparams:

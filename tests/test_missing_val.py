@@ -36,3 +36,15 @@ def test_cub_without_cubv2_says_so_once_and_scores_the_last_checkpoint(tmp_path)
                              .read_text())
         assert [e["checkpoint"] for e in metrics["results"]] == ["last"]
         assert metrics["notes"] == [expected.split(": ", 1)[1]]
+
+
+def test_val_threshold_policy_without_val_fails_before_training(tmp_path) -> None:
+    source = _cub_source(tmp_path / "CUB_200_2011", {})
+    assert CliRunner().invoke(main, ["prepare", "cub", "--source", str(source),
+                                     "--data-root", str(tmp_path / "data")]).exit_code == 0
+    settings = overrides(tmp_path / "data", tmp_path / "runs", **{"eval.threshold_policy": "val"})
+    result = CliRunner().invoke(main, ["run", "--methods", TOY, "--dataset", "cub",
+                                       *[a for s in settings for a in ("--set", s)]])
+    assert result.exit_code == 2
+    assert "eval.threshold_policy 'val' needs a val split with GT" in result.output and "CUBV2" in result.output
+    assert not (tmp_path / "runs").exists()

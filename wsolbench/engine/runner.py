@@ -130,6 +130,18 @@ def check_dataset(config: ExperimentConfig) -> None:
         )
 
 
+def check_val_split(config: ExperimentConfig) -> None:
+    """ValueError, before any training, when `threshold_policy: val` meets a prepared dataset without val GT."""
+    root = Path(config.dataset.data_root) / config.dataset.name
+    if config.eval.threshold_policy != "val" or not (root / "dataset.yaml").is_file():
+        return
+    prepared = open_dataset(root)
+    if not prepared.has_split("val") or prepared.split("val").kind == "labels":
+        why = " (for CUB: extract the CUBV2 images and prepare again)" if config.dataset.name == "cub" else ""
+        raise ValueError(f"eval.threshold_policy 'val' needs a val split with GT in {root}{why}; "
+                         "use 'oracle-test' or 'fixed' with this dataset")
+
+
 def ensure_dataset(config: ExperimentConfig, info: DistInfo) -> PreparedDataset:
     """The prepared dataset; datasets that need no source (synthetic) are prepared on first use."""
     check_dataset(config)
@@ -217,6 +229,7 @@ def execute(configs: list[ExperimentConfig], resume: bool = False) -> list[Path]
     info = distributed.setup(configs[0].device)
     for config in configs:  # what can only be checked now fails before any run starts
         check_dataset(config)
+        check_val_split(config)
         micro_batch_size(config, info)
         amp_dtype(config.train.amp, info.device)
     paths = [run_one(config, resume, info) for config in configs]

@@ -6,22 +6,29 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
 from PIL import Image
+from tqdm import tqdm
 
 from wsolbench.data import (
     Box,
+    ImageError,
     Metadata,
     MetadataError,
     PreparedDataset,
+    current_umask,
+    describe_image_error,
+    load_image,
     read_metadata,
     write_dataset_info,
     write_metadata,
 )
 
 SHIPPED_METADATA = Path(__file__).resolve().parent / "wsolevaluation" / "metadata"
+LISTED_PROBLEMS = 20
 
 
 @contextmanager
@@ -35,6 +42,7 @@ def staged(dest: Path) -> Iterator[Path]:
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     stage = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.staging-"))
+    os.chmod(stage, 0o777 & ~current_umask())  # the mode mkdir would give, not mkdtemp's 0700
     try:
         yield stage
         old = None
@@ -68,12 +76,68 @@ def require_all(root: Path, relpaths: list[str], what: str, hint: str) -> None:
 
 
 def image_size(path: Path) -> tuple[int, int]:
-    """(W, H) of an image file, read from its header."""
+    """(W, H) of an image file, read from its header; ImageError naming the file when it is unreadable."""
     try:
         with Image.open(path) as image:
             return image.size
     except FileNotFoundError:
         raise FileNotFoundError(f"{path}: image listed in the source annotations is missing") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as error:
+        raise ImageError(f"{path}: {describe_image_error(path, error)}") from None
+
+
+def _size_or_problem(path: Path) -> tuple[int, int] | str:
+    try:
+        return image_size(path)
+    except FileNotFoundError:
+        return f"{path}: missing (listed in the source annotations)"
+    except ImageError as error:
+        return str(error)
+
+
+def image_sizes(image_root: Path, image_ids: list[str], workers: int | None = None) -> dict[str, tuple[int, int]]:
+    """(W, H) of every image from its header, read in threads; ImageError listing every missing or unreadable one."""
+    paths = [image_root / image_id for image_id in image_ids]
+    with ThreadPoolExecutor(workers or min(8, os.cpu_count() or 1)) as pool:
+        results = list(pool.map(_size_or_problem, paths, chunksize=64))
+    _raise_problems([r for r in results if isinstance(r, str)], len(paths), "cannot be read")
+    return dict(zip(image_ids, results, strict=True))  # type: ignore[arg-type]
+
+
+def _raise_problems(problems: list[str], total: int, what: str) -> None:
+    if problems:
+        shown = problems[:LISTED_PROBLEMS]
+        raise ImageError(
+            f"{len(problems)} of {total} images {what}"
+            + (f" (the first {len(shown)} below)" if len(shown) < len(problems) else "")
+            + "; replace them from the official archive and prepare again:\n  " + "\n  ".join(shown)
+        )
+
+
+def _decode_problem(path: Path) -> str | None:
+    """None when the image at `path` decodes fully, else one line naming it and what is wrong."""
+    try:
+        load_image(path)
+    except FileNotFoundError:
+        return f"{path}: missing"
+    except ImageError as error:
+        return str(error)
+    return None
+
+
+def check_images(image_root: Path, image_ids: list[str], workers: int | None = None) -> None:
+    """Open and fully decode every image once, in threads, with a progress bar on stderr.
+
+    Raises ImageError counting the bad images and naming the first LISTED_PROBLEMS of them (each with
+    what is wrong: missing, empty, not an image, truncated), so a prepare never ends with a dataset
+    whose images fail later, mid-training or mid-evaluation.
+    """
+    workers = workers or min(8, os.cpu_count() or 1)
+    paths = [image_root / image_id for image_id in image_ids]
+    with ThreadPoolExecutor(workers) as pool:  # PIL decodes with the GIL released
+        results = pool.map(_decode_problem, paths, chunksize=16)
+        problems = [p for p in tqdm(results, total=len(paths), desc="checking images", unit="img") if p]
+    _raise_problems(problems, len(paths), "cannot be decoded")
 
 
 def end_box(where: str, x0: float, y0: float, x1: float, y1: float, size: tuple[int, int]) -> Box:
@@ -106,7 +170,13 @@ def write_prepared(
     mask_root: Path | None = None,
     extra: dict | None = None,
 ) -> None:
-    """Write every split into `stage`, read each back through the validating reader, then dataset.yaml."""
+    """Decode every image and mask once (check_images), write every split into `stage`, read each back
+    through the validating reader, then dataset.yaml."""
+    check_images(image_root, list(dict.fromkeys(i for metadata in splits.values() for i in metadata.image_ids)))
+    masks = [path for metadata in splits.values() for entry in metadata.masks.values()
+             for path in (*entry.instances, entry.ignore)]
+    if masks and mask_root is not None:
+        check_images(mask_root, list(dict.fromkeys(masks)))
     for split, metadata in splits.items():
         write_metadata(stage / "metadata" / split, metadata)
         read_metadata(stage / "metadata" / split, num_classes)

@@ -28,7 +28,7 @@ from wsolbench.registry import register_dataset
 from ._build import (
     SHIPPED_METADATA,
     end_box,
-    image_size,
+    image_sizes,
     require,
     require_all,
     staged,
@@ -86,6 +86,7 @@ class CUBAdapter(DatasetAdapter):
         splits = _table(files["train_test_split.txt"], 1)
         boxes = _table(files["bounding_boxes.txt"], 4)
         out = {"train": Metadata([], {}), "test": Metadata([], {})}
+        sizes = image_sizes(files["images"], [rel for _, (rel,) in images.values()])
         for img_id, (_, (rel,)) in images.items():
             n, (flag,) = _lookup(splits, img_id, files["train_test_split.txt"])
             if flag not in ("0", "1"):
@@ -105,7 +106,7 @@ class CUBAdapter(DatasetAdapter):
                 raise MetadataError(
                     f"{files['bounding_boxes.txt']}:{n}: x y w h must be numbers, got {coords}"
                 ) from None
-            size = image_size(files["images"] / rel)
+            size = sizes[rel]
             meta = out["train" if flag == "1" else "test"]
             meta.image_ids.append(rel)
             meta.labels[rel] = int(class_id) - 1
@@ -116,7 +117,8 @@ class CUBAdapter(DatasetAdapter):
         if not present:
             warnings.warn(
                 f"{files['images']}: none of the {len(val)} CUBV2 val images is present, so the val "
-                f"(train-fullsup) split is skipped; {CUBV2_HINT}",
+                "(train-fullsup) split is skipped: runs on this dataset report no val numbers and score the "
+                f"last checkpoint, not the val-selected best; {CUBV2_HINT}",
                 stacklevel=2,
             )
         else:

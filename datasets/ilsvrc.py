@@ -35,7 +35,7 @@ from wsolbench.registry import register_dataset
 from ._build import (
     IMAGE_SUFFIXES,
     SHIPPED_METADATA,
-    image_size,
+    image_sizes,
     require,
     require_all,
     staged,
@@ -145,6 +145,7 @@ class ILSVRCAdapter(DatasetAdapter):
                 f"(first {unlisted[:3]})"
             )
         test = Metadata([], {})
+        sizes = image_sizes(val_dir, [p.name for p in images])
         for path in images:
             where, _, objects = annotations[path.stem]
             classes = {wnid for wnid, _ in objects}
@@ -152,7 +153,7 @@ class ILSVRCAdapter(DatasetAdapter):
                 raise MetadataError(
                     f"{where}: expected boxes of one train/ class, got wnids {sorted(classes)}"
                 )
-            size = image_size(path)
+            size = sizes[path.name]
             image_id = f"val/{path.name}"
             test.image_ids.append(image_id)
             test.labels[image_id] = index[classes.pop()]

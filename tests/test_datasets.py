@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+import os
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +14,7 @@ from wsolbench.datasets import synthetic
 from wsolbench.datasets.ilsvrc import ILSVRCAdapter
 from wsolbench.datasets.openimages import OpenImagesAdapter
 
-from wsolbench.data import DatasetAdapter, open_dataset, read_metadata, write_metadata
+from wsolbench.data import DatasetAdapter, ImageError, open_dataset, read_metadata, write_metadata
 from wsolbench.registry import DATASETS
 
 # --------------------------------------------------------------------------- synthetic
@@ -131,6 +133,19 @@ def _jpeg(path: Path, width: int, height: int) -> None:
     Image.new("RGB", (width, height), (90, 120, 60)).save(path, format="JPEG")
 
 
+def _tiny_jpeg(path: Path) -> None:
+    """A valid 4x4 JPEG (prepare decodes every image; sizes and boxes come from shipped metadata)."""
+    if not TINY_JPEG:
+        buffer = io.BytesIO()
+        Image.new("RGB", (4, 4), (90, 120, 60)).save(buffer, format="JPEG")
+        TINY_JPEG.append(buffer.getvalue())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(TINY_JPEG[0])
+
+
+TINY_JPEG: list[bytes] = []
+
+
 def _write(path: Path, text: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(text.encode())
@@ -183,10 +198,24 @@ def test_cub_miniature(cub_source: Path, tmp_path: Path) -> None:
     assert train["class_labels.txt"] == f"{ALBATROSS}0009_34.jpg,0"
 
 
+def test_prepared_dataset_honours_the_umask(cub_source: Path, tmp_path: Path) -> None:
+    previous = os.umask(0o022)
+    try:
+        with pytest.warns(UserWarning, match="CUBV2"):
+            prepared = DATASETS.get("cub").prepare(cub_source, tmp_path / "data" / "cub")
+    finally:
+        os.umask(previous)
+    folders = [prepared.root, *(p for p in prepared.root.rglob("*") if p.is_dir())]
+    files = [p for p in prepared.root.rglob("*") if p.is_file()]
+    assert len(folders) == 4 and len(files) == 9  # metadata/{train,test}: 4 files each, and dataset.yaml
+    assert {oct(p.stat().st_mode & 0o777) for p in folders} == {oct(0o755)}
+    assert {oct(p.stat().st_mode & 0o777) for p in files} == {oct(0o644)}
+
+
 def test_cub_with_cubv2(cub_source: Path, tmp_path: Path) -> None:
     val_ids = (SHIPPED / "CUB" / "val" / "image_ids.txt").read_text().split("\n")
-    for image_id in val_ids:  # only existence is checked: sizes and boxes come from the shipped metadata
-        _write(cub_source / "images" / image_id, "")
+    for image_id in val_ids:
+        _tiny_jpeg(cub_source / "images" / image_id)
     prepared = DATASETS.get("cub").prepare(cub_source, tmp_path / "cub")
     for name in ("image_ids.txt", "class_labels.txt", "image_sizes.txt", "localization.txt"):
         assert (prepared.metadata_dir("val") / name).read_bytes() == (
@@ -301,7 +330,7 @@ def test_ilsvrc_imagenetv2_val(tmp_path: Path) -> None:
     assert sum(map(len, mini.boxes.values())) > 15
     write_metadata(tmp_path / "val_meta", mini)
     for image_id in mini.image_ids:
-        _write(source / image_id, "")
+        _tiny_jpeg(source / image_id)
     prepared = ILSVRCAdapter(tmp_path / "val_meta").prepare(source, tmp_path / "out")
     assert prepared.num_classes == 1000
     for name in ("image_ids.txt", "class_labels.txt", "image_sizes.txt", "localization.txt"):
@@ -328,10 +357,10 @@ def test_openimages_miniature(tmp_path: Path) -> None:
         mini = shipped.subset(shipped.image_ids[:3])
         write_metadata(metadata_dir / split, mini)
         for image_id in mini.image_ids:
-            _write(source / image_id, "")
+            _tiny_jpeg(source / image_id)
             for entry in [mini.masks[image_id]] if image_id in mini.masks else []:
                 for mask in (*entry.instances, entry.ignore):
-                    _write(source / mask, "")
+                    _tiny_jpeg(source / mask)  # any decodable image
     prepared = OpenImagesAdapter(metadata_dir).prepare(source, tmp_path / "openimages")
     assert prepared.image_root == source and prepared.mask_root == source
     for split in ("train", "val", "test"):
@@ -345,6 +374,9 @@ def test_openimages_miniature(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match=rf"1 of \d+ OpenImages val masks missing, first: {first}"):
         OpenImagesAdapter(metadata_dir).prepare(source, tmp_path / "openimages")
     assert (tmp_path / "openimages" / "dataset.yaml").is_file()  # the earlier prepared dataset is untouched
+    (source / first).write_bytes(b"")  # present but empty: every mask is decoded at prepare time too
+    with pytest.raises(ImageError, match=rf"1 of \d+ images cannot be decoded(.|\n)*{first}: empty file"):
+        OpenImagesAdapter(metadata_dir).prepare(source, tmp_path / "openimages")
 
 
 def test_stanford_dogs_miniature(tmp_path: Path) -> None:

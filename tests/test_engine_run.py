@@ -115,16 +115,49 @@ def test_config_errors_fail_before_any_work(data_root, tmp_path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
-def test_existing_run_needs_resume(data_root, tmp_path) -> None:
+def test_finished_run_is_reused_and_a_different_config_errors_with_the_diff(data_root, tmp_path) -> None:
     (path,) = run(data_root, tmp_path, **{"train.epochs": 1})
-    with pytest.raises(ValueError, match="--resume"):
-        run(data_root, tmp_path, **{"train.epochs": 1})
-    before = (path / "metrics.json").read_text()
+    before = (path / "metrics.json").read_text(), (path / "checkpoints/last.pt").stat().st_mtime_ns
+    assert run(data_root, tmp_path, **{"train.epochs": 1}) == [path]  # no --resume needed
+    assert ((path / "metrics.json").read_text(), (path / "checkpoints/last.pt").stat().st_mtime_ns) == before
     configs = plan_runs([TOY], ["synthetic"], overrides=overrides(data_root, tmp_path, **{"train.epochs": 1}))
-    assert execute(configs, resume=True) == [path] and (path / "metrics.json").read_text() == before
-    changed = plan_runs([TOY], ["synthetic"], overrides=overrides(data_root, tmp_path, **{"train.epochs": 3}))
-    with pytest.raises(ValueError, match="epochs"):
-        execute(changed, resume=True)
+    assert execute(configs, resume=True) == [path] and (path / "metrics.json").read_text() == before[0]
+    for resume in (False, True):
+        changed = plan_runs([TOY], ["synthetic"], overrides=overrides(data_root, tmp_path, **{"train.epochs": 3}))
+        with pytest.raises(ValueError, match=r"different config(.|\n)*-  epochs: 1\n  \+  epochs: 3"):
+            execute(changed, resume=resume)
+    assert (path / "metrics.json").read_text() == before[0]
+
+
+def test_cli_run_twice_reprints_the_table(data_root, tmp_path) -> None:
+    settings = [a for s in overrides(data_root, tmp_path, **{"train.epochs": 1}) for a in ("--set", s)]
+    args = ["run", "--methods", TOY, "--dataset", "synthetic", *settings]
+    first = CliRunner().invoke(main, args)
+    assert first.exit_code == 0, first.output
+    second = CliRunner().invoke(main, args)
+    assert second.exit_code == 0, second.output
+    table = [line for line in first.stdout.splitlines() if line.startswith("|")]
+    assert len(table) == 3, first.output
+    assert table == [line for line in second.stdout.splitlines() if line.startswith("|")]
+
+
+def test_folder_of_a_run_that_died_before_its_first_checkpoint_does_not_block(data_root, tmp_path) -> None:
+    path = tmp_path / "toy" / "synthetic" / f"{TOY}-full-seed0"
+    path.mkdir(parents=True)
+    (path / "config.yaml").write_text("left: by a run that failed before training\n")
+    (path / "log.jsonl").write_text('{"step": 1, "loss": 9}\n')
+    assert run(data_root, tmp_path, **{"train.epochs": 1}) == [path]
+    assert (path / "metrics.json").is_file() and "left" not in (path / "config.yaml").read_text()
+    assert all(json.loads(line).get("loss") != 9 for line in (path / "log.jsonl").read_text().splitlines())
+
+
+def test_interrupted_run_needs_resume(data_root, tmp_path) -> None:
+    (path,) = run(data_root, tmp_path, **{"train.epochs": 1})
+    (path / "metrics.json").unlink()  # as if it died after its last checkpoint
+    with pytest.raises(ValueError, match="interrupted run of this config; pass --resume"):
+        run(data_root, tmp_path, **{"train.epochs": 1})
+    configs = plan_runs([TOY], ["synthetic"], overrides=overrides(data_root, tmp_path, **{"train.epochs": 1}))
+    assert execute(configs, resume=True) == [path] and (path / "metrics.json").is_file()
 
 
 def test_evaluate_official_checkpoint(data_root, tmp_path) -> None:

@@ -146,3 +146,31 @@ def test_metadata_without_boxes_or_masks_is_an_error(tmp_path):
     assert result.exit_code == 2 and "needs boxes" in result.output
     result = run_score(tmp_path / "maps", tmp_path / "meta", tmp_path / "out.json", "--metric", "pxap")
     assert result.exit_code == 2 and "--mask-root" in result.output
+
+
+def test_every_bad_map_is_reported_at_once(cub_subset, tmp_path):
+    maps_dir, meta, _, _ = cub_subset
+    bad_dir = tmp_path / "maps"
+    bad_dir.mkdir()
+    image_ids = read_metadata(meta).image_ids
+    for image_id in image_ids:
+        target = bad_dir / f"{image_id}.npy"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.symlink_to(maps_dir / f"{image_id}.npy")
+    bad = image_ids[3:28]  # 25 bad maps across both worker chunks: missing, wrong shape, random bytes
+    for k, image_id in enumerate(bad):
+        victim = bad_dir / f"{image_id}.npy"
+        victim.unlink()
+        if k % 3 == 1:
+            np.save(victim, np.zeros((10, 10)))
+        elif k % 3 == 2:
+            victim.write_bytes(np.random.default_rng(k).bytes(300))
+    out = tmp_path / "out.json"
+    for workers in ("1", "2"):
+        result = run_score(bad_dir, meta, out, "--workers", workers)
+        assert result.exit_code == 2, result.output
+        assert "25 of 40 score maps" in result.output and "the first 20 below" in result.output
+        listed = [line.strip() for line in result.output.splitlines() if line.startswith("  ")]
+        assert [line.split(":")[0] for line in listed] == bad[:20]
+        assert "no score map" in listed[0] and "shape" in listed[1] and "not a plain numpy array" in listed[2]
+        assert not out.exists()

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
+import socket
 import subprocess
 import sys
+import time
 
 import pytest
 import torch
@@ -49,14 +52,64 @@ def test_second_writer_gets_a_clear_error(tmp_path) -> None:
     )
     try:
         assert holder.stdout.readline().strip() == "locked"
-        with pytest.raises(RunLockedError, match=rf"{run} is in use by process {holder.pid}"):
+        with pytest.raises(RunLockedError, match=rf"{run} is in use by process {holder.pid} on this host"):
             RunDir(run).acquire()
     finally:
         holder.kill()
         holder.wait()
     # The holder died without releasing: its stale lock is taken over.
     with RunDir(run) as again:
-        assert (again.path / ".lock").read_text() == str(os.getpid())
+        assert (again.path / ".lock").read_text() == f"{socket.gethostname()} {os.getpid()}\n"
+    assert not (run / ".lock").exists()
+
+
+def test_a_lock_from_another_host_is_never_taken_over(tmp_path) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    pid = int(dead.stdout)  # a pid that is not alive here; on the other node it may well be
+    (run / ".lock").write_text(f"node-b.cluster {pid}\n")
+    with pytest.raises(RunLockedError) as raised:
+        RunDir(run).acquire()
+    message = str(raised.value)
+    assert f"in use by process {pid} on host node-b.cluster" in message
+    assert f"rm {run / '.lock'}" in message
+    assert (run / ".lock").read_text() == f"node-b.cluster {pid}\n"  # untouched
+    # The same dead pid on this host is a stale lock: taken over.
+    (run / ".lock").write_text(f"{socket.gethostname()} {pid}\n")
+    with RunDir(run):
+        assert (run / ".lock").read_text() == f"{socket.gethostname()} {os.getpid()}\n"
+    assert not (run / ".lock").exists()
+
+
+def _race_for_lock(run, go, results) -> None:
+    go.wait()
+    try:
+        held = RunDir(run)
+        held.acquire()
+    except RunLockedError:
+        results.put("locked")
+        return
+    results.put("won")
+    time.sleep(2)
+    held.release()
+
+
+def test_concurrent_takeover_of_a_stale_lock_has_one_winner(tmp_path) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    (run / ".lock").write_text(f"{socket.gethostname()} {int(dead.stdout)}\n")
+    context = multiprocessing.get_context("fork")
+    go, results = context.Event(), context.Queue()
+    racers = [context.Process(target=_race_for_lock, args=(run, go, results)) for _ in range(4)]
+    for racer in racers:
+        racer.start()
+    go.set()
+    outcomes = sorted(results.get(timeout=60) for _ in racers)
+    for racer in racers:
+        racer.join(timeout=60)
+    assert outcomes == ["locked", "locked", "locked", "won"]
     assert not (run / ".lock").exists()
 
 
@@ -107,3 +160,20 @@ def test_load_results_names_a_malformed_file(tmp_path) -> None:
     run.write_json("metrics.json", {"method": "sat", "dataset": "x"})
     with pytest.raises(ValueError, match=r"metrics\.json: missing key 'results'"):
         load_results([tmp_path])
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o002, 0o664), (0o077, 0o600)])
+def test_text_outputs_honour_the_umask(tmp_path, umask, mode) -> None:
+    from wsolbench.data import Metadata, write_metadata
+
+    previous = os.umask(umask)
+    try:
+        run = RunDir(tmp_path / "run")
+        written = [run.write_text("config.yaml", "a: 1\n"), run.write_json("metrics.json", {"a": 1})]
+        write_metadata(tmp_path / "meta", Metadata(["a.jpg"], {"a.jpg": 0}, {"a.jpg": (4, 4)}))
+        written += sorted((tmp_path / "meta").iterdir())
+    finally:
+        os.umask(previous)
+    assert len(written) == 6
+    for path in written:
+        assert oct(path.stat().st_mode & 0o777) == oct(mode), path

@@ -59,10 +59,20 @@ def list_command() -> None:
               help="Where prepared datasets live; the dataset goes to <data-root>/<dataset>.")
 def prepare(dataset: str, source: Path | None, data_root: Path) -> None:
     """Convert an official dataset layout into wsolbench metadata (synthetic: generate it)."""
+    import warnings
+
+    _check_names("DATASET", "dataset", [dataset], DATASETS.names())
     adapter = DATASETS.get(dataset)
     if adapter.needs_source and source is None:
         raise click.UsageError(f"{dataset} needs --source: {adapter.source_hint}")
-    prepared = adapter.prepare(source, data_root / dataset)
+    with warnings.catch_warnings(record=True) as caught:  # printed below as plain lines, once each
+        warnings.simplefilter("always")
+        prepared = adapter.prepare(source, data_root / dataset)
+    for message in dict.fromkeys(str(w.message) for w in caught if w.category is UserWarning):
+        click.echo(f"NOTE: {message}")
+    for w in caught:
+        if w.category is not UserWarning:
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
     counts = ", ".join(
         f"{split} {len(prepared.split(split))}" for split in ("train", "val", "test") if prepared.has_split(split)
     )
@@ -80,6 +90,16 @@ def _seeds(value: str | None) -> list[int] | None:
         raise click.BadParameter(f"expected comma-separated integers, got {value!r}") from None
 
 
+def _check_names(flag: str, kind: str, names: list[str], valid: list[str] | tuple[str, ...]) -> None:
+    """UsageError naming `flag` for the first of `names` not in `valid`, with the closest valid name."""
+    from wsolbench.registry import closest
+
+    for name in names:
+        if name not in valid:
+            raise click.BadParameter(f"unknown {kind} {name!r}{closest(name, valid)}; valid: {', '.join(valid)}",
+                                     param_hint=flag)
+
+
 def _user_layer(config_file: Path | None) -> tuple[dict, str]:
     from wsolbench.config import load_yaml
 
@@ -93,6 +113,8 @@ def _print_metrics(path: Path) -> None:
     for entry in data["results"]:
         values = ", ".join(f"{k} {v:.2f}" for k, v in entry["metrics"].items())
         click.echo(f"  {entry['split']} [{entry['eval_protocol']}/{entry['threshold_policy']}]: {values}")
+    for note in data.get("notes", []):
+        click.echo(f"NOTE: {note}")
 
 
 config_option = click.option("--config", "config_file", type=click.Path(path_type=Path), default=None,
@@ -123,8 +145,12 @@ def _print_dry_run(configs: list) -> None:
 def train(method: str, dataset: str, protocol: str | None, seed: int | None, config_file: Path | None,
           overrides: tuple[str, ...], experiment: str | None, resume: bool, dry_run: bool) -> None:
     """Train and evaluate one method on one dataset; prints the run directory and its metrics."""
+    from wsolbench.config import CHOICES
     from wsolbench.engine.runner import execute, plan_runs
 
+    _check_names("--method", "method", [method], METHODS.names())
+    _check_names("--dataset", "dataset", [dataset], DATASETS.names())
+    _check_names("--protocol", "training protocol", [protocol] if protocol else [], CHOICES["protocol.name"])
     user, source = _user_layer(config_file)
     configs = plan_runs([method], [dataset], protocols=[protocol] if protocol else None,
                         seeds=None if seed is None else [seed], user=user, user_source=source,
@@ -157,11 +183,16 @@ def evaluate(method: str | None, dataset: str | None, checkpoint: Path, protocol
     Our checkpoints carry their resolved config: the method is rebuilt from it, and --method,
     --dataset, --config and --set given on top override it (each change is printed).
     """
-    from wsolbench.config import resolve, resolve_saved
+    from wsolbench.config import CHOICES, resolve, resolve_saved
     from wsolbench.engine.checkpoint import checkpoint_config
     from wsolbench.engine.runner import evaluate_checkpoint
-    from wsolbench.metrics.protocols import official_evaluator
+    from wsolbench.metrics.protocols import EVAL_PROTOCOLS, official_evaluator
 
+    _check_names("--method", "method", [method] if method else [], METHODS.names())
+    _check_names("--dataset", "dataset", [dataset] if dataset else [], DATASETS.names())
+    _check_names("--protocol", "evaluation protocol", [protocol] if protocol else [], EVAL_PROTOCOLS)
+    _check_names("--threshold-policy", "threshold policy", [threshold_policy] if threshold_policy else [],
+                 CHOICES["eval.threshold_policy"])
     extra = [f"eval.protocol={protocol}"] if protocol else []
     extra += [f"eval.threshold_policy={threshold_policy}"] if threshold_policy else []
     user, source = _user_layer(config_file)
@@ -202,7 +233,7 @@ def evaluate(method: str | None, dataset: str | None, checkpoint: Path, protocol
 @config_option
 @set_option
 @click.option("--experiment", default=None, help="Experiment name (the folder under output_dir).")
-@click.option("--resume", is_flag=True, help="Keep finished runs, continue interrupted ones.")
+@click.option("--resume", is_flag=True, help="Continue interrupted runs (finished ones of the same config are reused).")
 @dry_run_option
 def run(methods: str | None, datasets: str | None, protocols: str | None, seeds: str | None,
         config_file: Path | None, overrides: tuple[str, ...], experiment: str | None, resume: bool,
@@ -214,7 +245,8 @@ def run(methods: str | None, datasets: str | None, protocols: str | None, seeds:
     """
     import time
 
-    from wsolbench.engine.runner import default_run, execute, markdown_table, plan_runs, summary_table
+    from wsolbench.config import CHOICES
+    from wsolbench.engine.runner import default_run, execute, markdown_table, plan_runs, summary_notes, summary_table
 
     base = None
     method_list, dataset_list = _csv(methods), _csv(datasets)
@@ -224,6 +256,9 @@ def run(methods: str | None, datasets: str | None, protocols: str | None, seeds:
         plan, base = embedded["plan"], embedded["base"]
     method_list = method_list or plan.get("methods") or METHODS.names()
     dataset_list = dataset_list or plan.get("datasets") or ["synthetic"]
+    _check_names("--methods", "method", method_list, METHODS.names())
+    _check_names("--dataset", "dataset", dataset_list, DATASETS.names())
+    _check_names("--protocols", "training protocol", _csv(protocols) or [], CHOICES["protocol.name"])
     user, source = _user_layer(config_file)
     configs = plan_runs(method_list, dataset_list,
                         protocols=_csv(protocols) or plan.get("protocols") or ["full"],
@@ -235,6 +270,8 @@ def run(methods: str | None, datasets: str | None, protocols: str | None, seeds:
     paths = execute(configs, resume=resume)
     if is_main_process():
         click.echo(markdown_table(summary_table(paths)))
+        for note in summary_notes(paths):
+            click.echo(note)
         click.echo(f"{len(paths)} run(s) in {time.perf_counter() - started:.0f} s; "
                    f"table written to {paths[0].parents[1] / 'summary.md'} (+ .csv)")
 
@@ -268,7 +305,7 @@ def report(runs_dir: Path, style: str, with_paper: bool, out: Path | None, proto
 @config_option
 @set_option
 @click.option("--experiment", default=None, help="Experiment name [ablation-<method>-<dataset>].")
-@click.option("--resume", is_flag=True, help="Keep finished cells, continue interrupted ones.")
+@click.option("--resume", is_flag=True, help="Continue interrupted cells (finished ones are reused).")
 @dry_run_option
 def ablate(method: str, dataset: str, grids: tuple[str, ...], seeds: str, config_file: Path | None,
            overrides: tuple[str, ...], experiment: str | None, resume: bool, dry_run: bool) -> None:
@@ -276,6 +313,8 @@ def ablate(method: str, dataset: str, grids: tuple[str, ...], seeds: str, config
     from wsolbench.reports import ablation
     from wsolbench.reports.tables import PAPER
 
+    _check_names("--method", "method", [method], METHODS.names())
+    _check_names("--dataset", "dataset", [dataset], DATASETS.names())
     studies = [ablation.parse_grid(list(grids))] if grids else ablation.default_studies(method)
     user, source = _user_layer(config_file)
     if dry_run:

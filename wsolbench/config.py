@@ -338,11 +338,20 @@ def validate(config: ExperimentConfig) -> None:
             raise ConfigError(f"{key}: {value!r} is not one of {', '.join(choices)}{closest(str(value), choices)}")
     if config.method.name not in METHODS:
         valid = METHODS.names()
-        raise ConfigError(f"method.name: unknown method {config.method.name!r}{closest(config.method.name, valid)}")
+        raise ConfigError(f"method.name: unknown method {config.method.name!r}{closest(config.method.name, valid)}; "
+                          f"valid: {', '.join(valid)}")
     if config.dataset.name not in DATASETS:
         valid = DATASETS.names()
         raise ConfigError(
-            f"dataset.name: unknown dataset {config.dataset.name!r}{closest(config.dataset.name, valid)}"
+            f"dataset.name: unknown dataset {config.dataset.name!r}{closest(config.dataset.name, valid)}; "
+            f"valid: {', '.join(valid)}"
+        )
+    from wsolbench.metrics.protocols import EVAL_PROTOCOLS
+
+    if config.eval.protocol not in EVAL_PROTOCOLS:  # checked here, not after training
+        raise ConfigError(
+            f"eval.protocol: unknown evaluation protocol {config.eval.protocol!r}"
+            f"{closest(config.eval.protocol, EVAL_PROTOCOLS)}; valid: {', '.join(EVAL_PROTOCOLS)}"
         )
     hparams = METHODS.get(config.method.name).default_hparams
     for key in config.method.hparams:

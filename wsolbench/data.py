@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 import yaml
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 from torchvision import transforms as T
 
@@ -36,6 +36,51 @@ Box = tuple[int, int, int, int]
 
 class MetadataError(WsolbenchError, ValueError):
     """A metadata file that breaks the format; the message starts with `<file>:<line>:`."""
+
+
+class ImageError(WsolbenchError, OSError):
+    """An image file that cannot be decoded; the message names the file and what is wrong.
+
+    Raised in a DataLoader worker, torch re-raises it in the main process with the worker's
+    traceback as its message; the constructor keeps only our own last line.
+    """
+
+    def __init__(self, message: str) -> None:
+        marker = f"{type(self).__name__}: "
+        if "Traceback" in message and marker in message:
+            message = message.rsplit(marker, 1)[1].strip()
+        super().__init__(message)
+
+
+def describe_image_error(path: Path, error: BaseException) -> str:
+    """What is wrong with an image file that PIL could not decode, in words."""
+    try:
+        size = path.stat().st_size
+    except OSError:
+        size = None
+    if size == 0:
+        return "empty file (0 bytes)"
+    if isinstance(error, UnidentifiedImageError):
+        return f"not a readable image ({size} bytes that PIL cannot identify as any image format)"
+    if "truncated" in str(error).lower():
+        return f"truncated image data ({size} bytes; {error})"
+    return f"corrupt image data ({type(error).__name__}: {error})"
+
+
+def load_image(path: Path, mode: str = "RGB") -> Image.Image:
+    """The image at `path`, fully decoded and converted to `mode`.
+
+    FileNotFoundError when the file is missing; ImageError naming the file and what is wrong when it
+    cannot be decoded (empty, not an image, truncated). Truncated files are always rejected: PIL's
+    global LOAD_TRUNCATED_IMAGES switch is left as it is (off).
+    """
+    try:
+        with Image.open(path) as handle:
+            return handle.convert(mode)
+    except FileNotFoundError:
+        raise
+    except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as error:
+        raise ImageError(f"{path}: {describe_image_error(Path(path), error)}") from None
 
 
 @dataclass(frozen=True)
@@ -55,6 +100,7 @@ class Metadata:
     sizes: dict[str, tuple[int, int]] = field(default_factory=dict)  # (W, H)
     boxes: dict[str, list[Box]] = field(default_factory=dict)
     masks: dict[str, MaskEntry] = field(default_factory=dict)
+    split: str = field(default="", compare=False)  # the folder it was read from (train, val, test)
 
     def __len__(self) -> int:
         return len(self.image_ids)
@@ -73,6 +119,7 @@ class Metadata:
             sizes={i: self.sizes[i] for i in keep if i in self.sizes},
             boxes={i: self.boxes[i] for i in keep if i in self.boxes},
             masks={i: self.masks[i] for i in keep if i in self.masks},
+            split=self.split,
         )
 
 
@@ -172,7 +219,7 @@ def read_metadata(split_dir: str | Path, num_classes: int | None = None) -> Meta
             masks = _read_masks(loc_path, lines, check_known)
         else:
             boxes = _read_boxes(loc_path, lines, check_known, sizes)
-    return Metadata(image_ids, labels, sizes, boxes, masks)
+    return Metadata(image_ids, labels, sizes, boxes, masks, split=split_dir.name)
 
 
 def _read_boxes(path: Path, lines: list[tuple[int, str]], check_known: Any, sizes: dict) -> dict[str, list[Box]]:
@@ -218,12 +265,30 @@ def _read_masks(path: Path, lines: list[tuple[int, str]], check_known: Any) -> d
     return {i: MaskEntry(tuple(paths), ignores[i]) for i, paths in instances.items()}
 
 
+def current_umask() -> int:
+    """The process umask: from /proc on Linux, else by setting it and straight back (not thread-safe)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write_text(path: str | Path, text: str) -> None:
-    """Write `text` to `path` through a temp file in the same folder and a rename."""
+    """Write `text` to `path` through a temp file in the same folder and a rename.
+
+    The file gets the mode a plain `open(path, "w")` would give it (0666 less the umask, so 0644
+    under umask 022), not the 0600 of the temp file.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~current_umask())
         with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
             handle.write(text)
         os.replace(tmp, path)
@@ -394,8 +459,7 @@ class EvalFrame:
         """A binary mask in the frame: grayscale, float, nearest-neighbour resize, > 0.5."""
         import cv2
 
-        image = Image.open(path).convert("L")
-        array = np.asarray(image, dtype=np.float32)
+        array = np.asarray(load_image(path, "L"), dtype=np.float32)
         array = cv2.resize(array, (self.resize, self.resize), interpolation=cv2.INTER_NEAREST)
         s = self.offset
         return array[s : s + self.crop, s : s + self.crop] > 0.5
@@ -457,11 +521,14 @@ class WSOLDataset(Dataset):
     def __getitem__(self, index: int) -> dict[str, Any]:
         image_id = self.metadata.image_ids[index]
         path = self.dataset.image_root / image_id
+        split = self.metadata.split or "?"
         try:
-            with Image.open(path) as handle:
-                image = handle.convert("RGB")
+            image = load_image(path)
         except FileNotFoundError:
-            raise FileNotFoundError(f"image {image_id!r} not found at {path}") from None
+            raise FileNotFoundError(f"image {image_id!r} of split {split} not found at {path}") from None
+        except ImageError as error:
+            raise ImageError(f"{error} (image {image_id!r} of split {split}; it passed `prepare`, so the "
+                             "file changed since: restore it and prepare the dataset again)") from None
         item: dict[str, Any] = {
             "image": self.transform(image),
             "label": self.metadata.labels[image_id],

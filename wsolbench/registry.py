@@ -28,9 +28,13 @@ class RegistryError(WsolbenchError, KeyError):
 
 
 def closest(name: str, choices: list[str] | tuple[str, ...]) -> str:
-    """' (did you mean X?)' for the closest of `choices`, or '' when nothing is close."""
-    match = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.5)
-    return f" (did you mean {match[0]!r}?)" if match else ""
+    """' (did you mean X?)' for the closest of `choices`, or '' when nothing is close.
+
+    Case is ignored when comparing ('SAT' suggests 'sat'); the suggestion is spelled as in `choices`.
+    """
+    lowered = {choice.lower(): choice for choice in choices}
+    match = difflib.get_close_matches(name.lower(), list(lowered), n=1, cutoff=0.5)
+    return f" (did you mean {lowered[match[0]]!r}?)" if match else ""
 
 
 class Registry(Generic[T]):

@@ -5,7 +5,8 @@ Layout (DESIGN.md): `<output_dir>/<experiment>/<dataset>/<method>-<protocol>-see
 
 Guarantees: every file is written atomically (temp file in the same folder, then rename), so a
 crash never leaves half a file; a run directory is held by one writer at a time through an
-exclusive lock file (a second writer gets RunLockedError naming the holder's pid).
+exclusive lock file holding the writer's host and pid (a second writer gets RunLockedError naming
+both; only a dead process's lock on the same host is taken over).
 
 `metrics.json` schema::
 
@@ -20,8 +21,11 @@ exclusive lock file (a second writer gets RunLockedError naming the holder's pid
 from __future__ import annotations
 
 import errno
+import fcntl
 import json
 import os
+import socket
+import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -67,20 +71,31 @@ class RunDir:
         self.release()
 
     def acquire(self) -> None:
+        """Take the lock file `.lock` (it holds "<host> <pid>"), or raise RunLockedError naming the holder.
+
+        A lock left by a dead process of this host is taken over; a lock from another host is never
+        taken over (its pid cannot be checked from here), so the error says how to remove it.
+        """
         self.path.mkdir(parents=True, exist_ok=True)
         lock = self.path / self.LOCK
         try:
-            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
         except FileExistsError:
-            holder = lock.read_text().strip() or "?"
-            if holder.isdigit() and not _pid_alive(int(holder)):
-                lock.unlink(missing_ok=True)  # stale lock of a dead process
+            host, pid = _lock_holder(lock)
+            if host == socket.gethostname() and pid is not None and not _pid_alive(pid):
+                _remove_stale_lock(lock, (host, pid))
                 return self.acquire()
+            if host == socket.gethostname():
+                raise RunLockedError(
+                    f"run directory {self.path} is in use by process {pid} on this host ({host}); "
+                    f"wait for it to finish (lock file {lock})"
+                ) from None
+            holder = f"process {pid} on host {host}" if pid is not None else "a process its lock file does not name"
             raise RunLockedError(
-                f"run directory {self.path} is in use by process {holder} (lock file {lock}); "
-                "wait for it to finish, or remove the lock if that process is gone"
+                f"run directory {self.path} is in use by {holder} (lock file {lock}); "
+                f"wait for it to finish, or if that process is gone, remove the lock: rm {lock}"
             ) from None
-        os.write(fd, str(os.getpid()).encode())
+        os.write(fd, f"{socket.gethostname()} {os.getpid()}\n".encode())
         self._lock_fd = fd
 
     def release(self) -> None:
@@ -120,6 +135,38 @@ class RunDir:
             tmp.unlink(missing_ok=True)
             raise
         return target
+
+
+def _lock_holder(lock: Path) -> tuple[str, int | None]:
+    """(host, pid) written in a lock file; an unreadable one is reported as host '?'.
+
+    A lock file is created empty and written straight after, so an empty one is re-read for up to 1 s.
+    """
+    for _ in range(10):
+        try:
+            parts = lock.read_text().split()
+        except FileNotFoundError:
+            return "?", None
+        except OSError:
+            break
+        if parts:
+            break
+        time.sleep(0.1)
+    if len(parts) == 2 and parts[1].isdigit():
+        return parts[0], int(parts[1])
+    return "?", None
+
+
+def _remove_stale_lock(lock: Path, stale: tuple[str, int]) -> None:
+    """Unlink `lock` if it still names `stale`, under an exclusive flock of its folder, so that of two
+    processes taking over the same stale lock, the second cannot remove the lock the first just made."""
+    folder = os.open(lock.parent, os.O_RDONLY)
+    try:
+        fcntl.flock(folder, fcntl.LOCK_EX)
+        if _lock_holder(lock) == stale:
+            lock.unlink(missing_ok=True)
+    finally:
+        os.close(folder)  # releases the flock
 
 
 def _pid_alive(pid: int) -> bool:

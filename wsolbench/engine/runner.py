@@ -107,12 +107,13 @@ def plan_runs(
                 for seed in seeds or [None]:
                     extra = [f"protocol.name={protocol}"] if protocol is not None else []
                     extra += [f"seed={seed}"] if seed is not None else []
-                    if experiment:
-                        extra.append(f"experiment={experiment}")
-                    configs.append(resolve(
+                    config = resolve(
                         method=method, dataset=dataset, user=user, user_source=user_source,
                         overrides=[*overrides, *extra], base=method_base or None,
-                    ))
+                    )
+                    if experiment:  # a name as typed: "2024" stays a string
+                        config.experiment = str(experiment)
+                    configs.append(config)
     return configs
 
 
@@ -129,6 +130,18 @@ def check_dataset(config: ExperimentConfig) -> None:
             f"`python bench.py prepare {config.dataset.name} --source <folder> "
             f"--data-root {config.dataset.data_root}` first ({adapter.source_hint})"
         )
+
+
+def check_val_split(config: ExperimentConfig) -> None:
+    """ValueError, before any training, when `threshold_policy: val` meets a prepared dataset without val GT."""
+    root = Path(config.dataset.data_root) / config.dataset.name
+    if config.eval.threshold_policy != "val" or not (root / "dataset.yaml").is_file():
+        return
+    prepared = open_dataset(root)
+    if not prepared.has_split("val") or prepared.split("val").kind == "labels":
+        why = " (for CUB: extract the CUBV2 images and prepare again)" if config.dataset.name == "cub" else ""
+        raise ValueError(f"eval.threshold_policy 'val' needs a val split with GT in {root}{why}; "
+                         "use 'oracle-test' or 'fixed' with this dataset")
 
 
 def ensure_dataset(config: ExperimentConfig, info: DistInfo) -> PreparedDataset:
@@ -180,21 +193,32 @@ def _config_diff(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
 
 
 def _run_mode(run: RunDir, config: ExperimentConfig, resume: bool) -> str:
-    """'fresh', 'resume' or 'done'; ValueError when the folder holds a different or unrequested run."""
+    """'fresh', 'resume' or 'done' for the run folder; ValueError when it holds a different or unrequested run.
+
+    - no config.yaml, or no checkpoint and no metrics.json (a run that died before its first
+      checkpoint): 'fresh', whatever config the folder holds;
+    - a different config.yaml: ValueError showing the diff;
+    - the same config and metrics.json: 'done' (the finished run is reused);
+    - the same config and checkpoints/last.pt only: 'resume' with `resume`, else ValueError.
+    """
     saved_path = run.path / "config.yaml"
-    if not saved_path.is_file():
+    finished = (run.path / "metrics.json").is_file()
+    if not saved_path.is_file() or not (finished or (run.checkpoints / "last.pt").is_file()):
         return "fresh"
-    if not resume:
-        raise ValueError(
-            f"run directory {run.path} already holds a run; pass --resume to continue it, "
-            "or choose another --experiment"
-        )
     diff = _config_diff(yaml.safe_load(saved_path.read_text()), to_dict(config))
     if diff:
         changes = "\n  ".join(diff)
-        raise ValueError(f"cannot resume {run.path}: its config.yaml differs from this config:\n  {changes}")
-    if (run.path / "metrics.json").is_file():
+        raise ValueError(
+            f"run directory {run.path} holds a run with a different config (saved → now):\n  {changes}\n"
+            "choose another --experiment, or remove that folder to start over"
+        )
+    if finished:
         return "done"
+    if not resume:
+        raise ValueError(
+            f"run directory {run.path} holds an interrupted run of this config; pass --resume to continue it, "
+            "or choose another --experiment"
+        )
     return "resume"
 
 
@@ -204,13 +228,15 @@ def _run_mode(run: RunDir, config: ExperimentConfig, resume: bool) -> str:
 def execute(configs: list[ExperimentConfig], resume: bool = False) -> list[Path]:
     """Train and evaluate every config in order; returns their run directories.
 
-    With `resume`, finished runs are kept as they are and interrupted ones continue from last.pt.
+    A finished run of the identical config is reused as it is; with `resume`, an interrupted one
+    continues from last.pt.
     """
     if not configs:
         return []
     info = distributed.setup(configs[0].device)
     for config in configs:  # what can only be checked now fails before any run starts
         check_dataset(config)
+        check_val_split(config)
         micro_batch_size(config, info)
         amp_dtype(config.train.amp, info.device)
     fetch_all_pretrained(configs, info)
@@ -297,16 +323,27 @@ def _train_and_evaluate(config: ExperimentConfig, run: RunDir, info: DistInfo, r
         elif info.is_main:  # a run that died before its first checkpoint starts over
             (run.path / "log.jsonl").unlink(missing_ok=True)
         best = dict(trainer.fit().best)
-        if config.eval.checkpoint == "best":
+        if config.eval.checkpoint == "best" and val_meta is not None:
             state = torch.load(run.checkpoints / "best.pt", map_location="cpu", weights_only=True)
             model.load_state_dict(state["model"])
             last_val.clear()
     elif info.is_main:
         run.save_checkpoint("last.pt", {"model": model.state_dict(), "epoch": 0})
-    checkpoint = config.eval.checkpoint if trainable else "untrained"
+    checkpoint = ("last" if val_meta is None else config.eval.checkpoint) if trainable else "untrained"
+    note = missing_val_note(prepared, config, bool(trainable)) if val_meta is None else None
     evaluate_into(run, model, prepared, config, info, val_meta, test_meta, checkpoint,
                   val_result=last_val.get("result"),
-                  extra={"trainable_params": trainable, "best": best, **_few_shot_info(config, train_meta)})
+                  extra={"trainable_params": trainable, "best": best, **_few_shot_info(config, train_meta),
+                         **({"notes": [note]} if note else {})})
+
+
+def missing_val_note(prepared: PreparedDataset, config: ExperimentConfig, trained: bool) -> str:
+    """The plain sentence a run without a val split (train-fullsup) reports in its output and table."""
+    why = " (its CUBV2 images were not prepared)" if prepared.name == "cub" else ""
+    text = f"{prepared.name} has no val split with boxes{why}, so nothing is scored on val"
+    if trained and config.eval.checkpoint == "best":
+        text += "; the scored checkpoint is therefore the LAST one, not the val-selected best (eval.checkpoint: best)"
+    return text
 
 
 def _few_shot_info(config: ExperimentConfig, train_meta: Metadata) -> dict[str, Any]:
@@ -429,6 +466,15 @@ def summary_table(paths: list[Path]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def summary_notes(paths: list[Path]) -> list[str]:
+    """The distinct notes of the runs' metrics.json ("notes"), in run order, each naming its runs' count."""
+    notes: dict[str, int] = {}
+    for path in paths:
+        for note in json.loads((Path(path) / "metrics.json").read_text()).get("notes", []):
+            notes[note] = notes.get(note, 0) + 1
+    return [f"NOTE ({count} of {len(paths)} runs): {note}" for note, count in notes.items()]
+
+
 def markdown_table(frame: pd.DataFrame) -> str:
     columns = list(frame.columns)
     lines = ["| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
@@ -447,7 +493,7 @@ def write_summary(paths: list[Path]) -> dict[Path, str]:
     written = {}
     for folder, runs in by_experiment.items():
         frame = summary_table(runs)
-        text = markdown_table(frame)
+        text = markdown_table(frame) + "".join(f"\n{note}\n" for note in summary_notes(runs))
         atomic_write_text(folder / "summary.csv", frame.to_csv(index=False))
         atomic_write_text(folder / "summary.md", text)
         written[folder] = text

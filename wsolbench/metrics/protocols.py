@@ -149,7 +149,8 @@ def official_evaluator(name: str, dataset: str) -> OfficialEvaluator:
 def get_protocol(name: str, crop_size: int = 224, resize_size: int = 256) -> EvalProtocol:
     """The named protocol at the given frame size (resize_size matters only for 'sat')."""
     if name not in EVAL_PROTOCOLS:
-        raise ValueError(f"unknown evaluation protocol {name!r}; valid: {', '.join(EVAL_PROTOCOLS)}")
+        raise ValueError(f"unknown evaluation protocol {name!r}{closest(name, EVAL_PROTOCOLS)}; "
+                         f"valid: {', '.join(EVAL_PROTOCOLS)}")
     if crop_size <= 0 or resize_size < crop_size:
         raise ValueError(f"need 0 < crop_size <= resize_size, got crop {crop_size}, resize {resize_size}")
     # SAT, TS-CAM and SCM scale GT boxes as x / W · R, wsolevaluation as x · R / W

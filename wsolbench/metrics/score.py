@@ -4,8 +4,9 @@ Maps are `<scoremaps>/<image_id>.npy`, 2-D, 224 x 224, any float dtype, values i
 normalized (they are thresholded relative to their maximum, as the reference evaluator does). GT
 boxes move into the 224 frame with truncation (metrics.md §4); masks with nearest neighbour (§10).
 The thresholds are the oracle-test sweep arange(0, 1, Δ). Work is spread over processes in chunks of
-images; each chunk returns integer counts, which add up exactly. Any bad input raises before the
-output file is written, naming the image; the JSON is written atomically.
+images; each chunk returns integer counts, which add up exactly. Every map is loaded and checked before
+any scoring, and all bad ones are reported together (the first 20, and their count); nothing is
+written then. The JSON is written atomically.
 """
 
 from __future__ import annotations
@@ -21,12 +22,18 @@ from typing import Any
 import numpy as np
 
 from wsolbench.data import EvalFrame, Metadata, atomic_write_text, mask_label_map, read_metadata
+from wsolbench.errors import WsolbenchError
 from wsolbench.metrics.accumulators import BoxAccumulator, MaskAccumulator
 from wsolbench.metrics.protocols import get_protocol, threshold_list
 
 METRICS = ("maxboxacc", "maxboxaccv2", "pxap")
 SIZE = 224
 CHUNK = 32
+LISTED_PROBLEMS = 20
+
+
+class ScoreMapError(WsolbenchError, ValueError):
+    """Missing or invalid score maps; the message counts them and lists the first LISTED_PROBLEMS."""
 
 
 def load_scoremap(scoremaps: Path, image_id: str) -> np.ndarray:
@@ -36,7 +43,7 @@ def load_scoremap(scoremaps: Path, image_id: str) -> np.ndarray:
         raise FileNotFoundError(f"{image_id}: no score map at {path}")
     try:
         scoremap = np.load(path, allow_pickle=False)
-    except ValueError as error:
+    except (ValueError, OSError, EOFError) as error:
         raise ValueError(f"{image_id}: {path} is not a plain numpy array file ({error})") from None
     if not np.issubdtype(scoremap.dtype, np.floating):
         raise ValueError(f"{image_id}: score map dtype must be floating point, got {scoremap.dtype}")
@@ -51,6 +58,36 @@ def load_scoremap(scoremaps: Path, image_id: str) -> np.ndarray:
             f"got [{scoremap.min():.6g}, {scoremap.max():.6g}]"
         )
     return scoremap
+
+
+def _check_chunk(task: tuple[Path, list[str]]) -> list[str]:
+    """The problems of one chunk of maps, one line each (runs in a worker process)."""
+    scoremaps, image_ids = task
+    problems = []
+    for image_id in image_ids:
+        try:
+            load_scoremap(scoremaps, image_id)
+        except (ValueError, OSError) as error:
+            problems.append(str(error))
+    return problems
+
+
+def check_scoremaps(scoremaps: Path, image_ids: Sequence[str], workers: int = 1) -> None:
+    """Load and check every map before any scoring; ScoreMapError lists every bad one (first 20, and the count)."""
+    tasks = [(scoremaps, list(image_ids[k : k + CHUNK])) for k in range(0, len(image_ids), CHUNK)]
+    workers = max(1, min(workers, len(tasks)))
+    if workers > 1:
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+            problems = [line for chunk in pool.map(_check_chunk, tasks) for line in chunk]
+    else:
+        problems = [line for task in tasks for line in _check_chunk(task)]
+    if problems:
+        shown = problems[:LISTED_PROBLEMS]
+        raise ScoreMapError(
+            f"{len(problems)} of {len(image_ids)} score maps in {scoremaps} are missing or invalid"
+            + (f" (the first {len(shown)} below)" if len(shown) < len(problems) else "")
+            + ":\n  " + "\n  ".join(shown)
+        )
 
 
 def _score_chunk(task: tuple) -> dict[str, np.ndarray]:
@@ -107,9 +144,8 @@ def score(
     thresholds = threshold_list(cam_curve_interval)
     metadata = read_metadata(metadata_dir)
     items = _items(metadata, metric, None if mask_root is None else Path(mask_root), metadata_dir)
-    for image_id, _ in items:  # fail fast, before any work, on a missing map
-        if not (scoremaps / f"{image_id}.npy").is_file():
-            raise FileNotFoundError(f"{image_id}: no score map at {scoremaps / (image_id + '.npy')}")
+    workers = workers or os.cpu_count() or 1
+    check_scoremaps(scoremaps, [image_id for image_id, _ in items], workers)
     tasks = [
         (
             scoremaps,
@@ -121,7 +157,7 @@ def score(
         )
         for k in range(0, len(items), CHUNK)
     ]
-    workers = min(workers or os.cpu_count() or 1, len(tasks))
+    workers = min(workers, len(tasks))
     if workers > 1:
         with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
             chunks = list(pool.map(_score_chunk, tasks))

@@ -193,15 +193,15 @@ def evaluate(method: str | None, dataset: str | None, checkpoint: Path, protocol
     _check_names("--protocol", "evaluation protocol", [protocol] if protocol else [], EVAL_PROTOCOLS)
     _check_names("--threshold-policy", "threshold policy", [threshold_policy] if threshold_policy else [],
                  CHOICES["eval.threshold_policy"])
-    extra = [f"eval.protocol={protocol}"] if protocol else []
-    extra += [f"eval.threshold_policy={threshold_policy}"] if threshold_policy else []
+    extra = [("eval.protocol", protocol)] if protocol else []
+    extra += [("eval.threshold_policy", threshold_policy)] if threshold_policy else []
     user, source = _user_layer(config_file)
     saved = checkpoint_config(checkpoint) if checkpoint.is_file() else None
     data_name = dataset or (saved or {}).get("dataset", {}).get("name") or "synthetic"
     official = {"eval": official_evaluator(protocol, data_name).eval_layer(protocol)} if protocol else None
     if saved is not None:
-        named = [f"method.name={method}"] if method else []
-        named += [f"dataset.name={dataset}"] if dataset else []
+        named = [("method.name", method)] if method else []
+        named += [("dataset.name", dataset)] if dataset else []
         config, changes = resolve_saved(saved, source=str(checkpoint), base=official, user=user, user_source=source,
                                         overrides=[*named, *overrides, *extra])
         click.echo(f"config: the one stored in {checkpoint}"

@@ -22,7 +22,7 @@ import pandas as pd
 import torch
 import yaml
 
-from wsolbench.config import ExperimentConfig, dump, resolve, to_dict
+from wsolbench.config import ExperimentConfig, Override, dump, resolve, to_dict
 from wsolbench.data import (
     Metadata,
     PreparedDataset,
@@ -87,7 +87,7 @@ def plan_runs(
     seeds: list[int] | None = (0,),
     user: dict[str, Any] | None = None,
     user_source: str = "",
-    overrides: list[str] = (),
+    overrides: list[Override] = (),
     experiment: str | None = None,
     base: dict[str, Any] | None = None,
 ) -> list[ExperimentConfig]:
@@ -105,15 +105,13 @@ def plan_runs(
         for dataset in datasets:
             for protocol in protocols or [None]:
                 for seed in seeds or [None]:
-                    extra = [f"protocol.name={protocol}"] if protocol is not None else []
-                    extra += [f"seed={seed}"] if seed is not None else []
-                    config = resolve(
+                    extra: list[Override] = [("protocol.name", protocol)] if protocol is not None else []
+                    extra += [("seed", seed)] if seed is not None else []
+                    extra += [("experiment", str(experiment))] if experiment else []  # "2024" stays a string
+                    configs.append(resolve(
                         method=method, dataset=dataset, user=user, user_source=user_source,
                         overrides=[*overrides, *extra], base=method_base or None,
-                    )
-                    if experiment:  # a name as typed: "2024" stays a string
-                        config.experiment = str(experiment)
-                    configs.append(config)
+                    ))
     return configs
 
 

@@ -43,7 +43,7 @@ def test_int_is_accepted_for_float_and_none_for_optional() -> None:
 
 
 def test_layers_apply_in_order(tmp_path, monkeypatch) -> None:
-    """Method YAML (defaults then per-dataset) ← dataset YAML ← user YAML ← --set, last wins."""
+    """Method YAML (defaults then the any/<dataset> recipe) ← dataset YAML ← user YAML ← --set, last wins."""
     methods = tmp_path / "methods"
     datasets = tmp_path / "datasets"
     methods.mkdir()
@@ -52,7 +52,7 @@ def test_layers_apply_in_order(tmp_path, monkeypatch) -> None:
         yaml.safe_dump(
             {
                 "defaults": {"train": {"lr": 0.1, "epochs": 3, "batch_size": 7}},
-                "datasets": {"synthetic": {"train": {"lr": 0.2}}},
+                "recipes": {"any/synthetic": {"train": {"lr": 0.2}}},
             }
         )
     )
@@ -193,3 +193,40 @@ def test_cli_set_and_typed_flags_reach_the_config(tmp_path, monkeypatch) -> None
     result = CliRunner().invoke(main, ["train", "--method", "sat", "--dry-run", "--experiment", "2024"])
     assert result.exit_code == 0, result.output
     assert [d for d in yaml.safe_load_all(result.output) if d][0]["experiment"] == "2024"
+
+
+def test_recipe_table_rows_apply_by_backbone_and_dataset(tmp_path, monkeypatch) -> None:
+    """defaults ← any/<dataset> ← <backbone>/any ← <backbone>/<dataset>; the backbone is the one the earlier
+    rows or the user name."""
+    (tmp_path / "methods").mkdir()
+    (tmp_path / "methods" / "cam.yaml").write_text(yaml.safe_dump({
+        "defaults": {"method": {"backbone": "resnet50"}, "train": {"lr": 0.1, "epochs": 3, "batch_size": 7}},
+        "recipes": {"any/cub": {"train": {"lr": 0.2}}, "vgg16/any": {"train": {"epochs": 4}},
+                    "vgg16/cub": {"train": {"batch_size": 8}}, "resnet50/cub": {"train": {"batch_size": 9}},
+                    "any/synthetic": {"method": {"backbone": "vgg16"}}},
+    }))
+    monkeypatch.setattr(cfg, "plugin_yaml", lambda kind, name: tmp_path / kind / f"{name}.yaml")
+    monkeypatch.setattr(cfg, "validate", lambda config: None)
+
+    def train(dataset: str, *overrides: str) -> tuple:
+        t = resolve(method="cam", dataset=dataset, overrides=list(overrides)).train
+        return t.lr, t.epochs, t.batch_size
+
+    assert train("cub") == (0.2, 3, 9)
+    assert train("cub", "method.backbone=vgg16") == (0.2, 4, 8)
+    assert train("ilsvrc", "method.backbone=vgg16") == (0.1, 4, 7)
+    assert train("synthetic") == (0.1, 4, 7)  # any/synthetic picks vgg16, whose rows then apply
+
+
+@pytest.mark.parametrize("key, message", [
+    ("cub", r"recipes\.cub: expected <backbone>/<dataset>"),
+    ("any/any", r"recipes\.any/any: expected <backbone>/<dataset>"),
+    ("resnet50/ilsvrc2012", r"recipes\.resnet50/ilsvrc2012: unknown dataset 'ilsvrc2012'.*did you mean 'ilsvrc'"),
+])
+def test_recipe_table_keys_are_checked(tmp_path, monkeypatch, key, message) -> None:
+    (tmp_path / "methods").mkdir()
+    bad = tmp_path / "methods" / "cam.yaml"
+    bad.write_text(yaml.safe_dump({"defaults": {}, "recipes": {key: {"train": {"lr": 0.2}}}}))
+    monkeypatch.setattr(cfg, "plugin_yaml", lambda kind, name: tmp_path / kind / f"{name}.yaml")
+    with pytest.raises(ConfigError, match=rf"^{bad}: {message}"):
+        resolve(method="cam", dataset="cub")

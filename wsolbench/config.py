@@ -1,8 +1,9 @@
 """Typed experiment configuration (pydantic models) and its layering.
 
     defaults (the models below)
-      ← method YAML (`methods/<method>.yaml`: `defaults:` then `datasets: {<dataset>: ...}`,
-        then `backbones: {<backbone>: {defaults:, datasets:}}` for the resolved backbone)
+      ← method YAML (`methods/<method>.yaml`: `defaults:`, then its `recipes:` table keyed
+        `<backbone>/<dataset>`: any/<dataset>, then <backbone>/any and <backbone>/<dataset> for the
+        backbone those layers, or the user's, name)
       ← dataset YAML (`datasets/<dataset>.yaml`, optional)
       ← `base` (the embedded `bench.py run` recipe, when given)
       ← user YAML (`--config file.yaml`)
@@ -330,39 +331,58 @@ def plugin_yaml(package_dir: str, name: str) -> Path:
     return Path(package.__path__[0]) / f"{name}.yaml"
 
 
-def method_layer(method: str, dataset: str) -> tuple[dict[str, Any], str]:
-    """The method card's defaults for `dataset`, from methods/<method>.yaml (empty if none)."""
+ANY = "any"
+"""In a method's `recipes` table, the backbone or dataset part that matches every backbone or dataset."""
+
+
+def recipe_table(method: str) -> tuple[dict[str, Any], dict[tuple[str, str], dict[str, Any]], Path]:
+    """methods/<method>.yaml as (defaults, {(backbone, dataset): layer}, path); empty when the file is absent.
+
+    The file holds `defaults:` and one `recipes:` table keyed `<backbone>/<dataset>`, either part `any`.
+    A key must name a registered dataset (or `any`); ConfigError names the file and the key otherwise.
+    """
+    from wsolbench.registry import DATASETS
+
     path = plugin_yaml("methods", method)
     if not path.is_file():
-        return {}, str(path)
+        return {}, {}, path
     data = load_yaml(path)
-    unknown = set(data) - {"defaults", "datasets", "backbones"}
+    unknown = set(data) - {"defaults", "recipes"}
     if unknown:
-        raise ConfigError(
-            f"{path}: unknown top-level key {sorted(unknown)[0]!r}; expected defaults, datasets, backbones"
-        )
-    layer = copy.deepcopy(data.get("defaults") or {})
-    _deep_update(layer, (data.get("datasets") or {}).get(dataset) or {})
+        raise ConfigError(f"{path}: unknown top-level key {sorted(unknown)[0]!r}; expected defaults, recipes")
+    table: dict[tuple[str, str], dict[str, Any]] = {}
+    datasets = [ANY, *DATASETS.names()]
+    for key, layer in (data.get("recipes") or {}).items():
+        backbone, sep, dataset = str(key).partition("/")
+        if not sep or not backbone or (backbone, dataset) == (ANY, ANY):
+            raise ConfigError(f"{path}: recipes.{key}: expected <backbone>/<dataset> (either part '{ANY}', "
+                              f"not both), e.g. {ANY}/cub or resnet50/{ANY}")
+        if dataset not in datasets:
+            raise ConfigError(f"{path}: recipes.{key}: unknown dataset {dataset!r}{closest(dataset, datasets)}; "
+                              f"valid: {', '.join(datasets)}")
+        if not isinstance(layer, dict):
+            raise ConfigError(f"{path}: recipes.{key}: expected a mapping, got {layer!r}")
+        table[(backbone, dataset)] = layer
+    return data.get("defaults") or {}, table, path
+
+
+def method_layer(method: str, dataset: str) -> tuple[dict[str, Any], str]:
+    """The method's recipe for `dataset` on any backbone: `defaults` ← `any/<dataset>` (empty if no file)."""
+    defaults, table, path = recipe_table(method)
+    layer = copy.deepcopy(defaults)
+    _deep_update(layer, table.get((ANY, dataset)) or {})
     return layer, str(path)
 
 
 def backbone_layer(method: str, dataset: str, backbone: str | None) -> tuple[dict[str, Any], str]:
-    """Per-backbone recipe from methods/<method>.yaml, applied over `method_layer` (empty if none).
-
-    `backbones: {<backbone>: {defaults: ..., datasets: {<dataset>: ...}}}` (e.g. CAM's lr and
-    weight decay differ per backbone and dataset, cam.md §5).
-    """
-    path = plugin_yaml("methods", method)
-    if backbone is None or not path.is_file():
+    """What the recipe changes for `backbone`, applied over `method_layer`: `<backbone>/any` ←
+    `<backbone>/<dataset>` (e.g. CAM's lr and weight decay differ per backbone and dataset)."""
+    _, table, path = recipe_table(method)
+    if backbone is None:
         return {}, str(path)
-    entry = (load_yaml(path).get("backbones") or {}).get(backbone) or {}
-    unknown = set(entry) - {"defaults", "datasets"}
-    if unknown:
-        raise ConfigError(f"{path}: backbones.{backbone}: unknown key {sorted(unknown)[0]!r}; "
-                          "expected defaults, datasets")
-    layer = copy.deepcopy(entry.get("defaults") or {})
-    _deep_update(layer, (entry.get("datasets") or {}).get(dataset) or {})
-    return layer, f"{path} (backbones.{backbone})"
+    layer = copy.deepcopy(table.get((backbone, ANY)) or {})
+    _deep_update(layer, table.get((backbone, dataset)) or {})
+    return layer, f"{path} (recipes.{backbone}/...)"
 
 
 def _deep_update(base: dict[str, Any], update: dict[str, Any]) -> None:

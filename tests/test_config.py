@@ -222,6 +222,7 @@ def test_recipe_table_rows_apply_by_backbone_and_dataset(tmp_path, monkeypatch) 
     ("cub", r"recipes\.cub: expected <backbone>/<dataset>"),
     ("any/any", r"recipes\.any/any: expected <backbone>/<dataset>"),
     ("resnet50/ilsvrc2012", r"recipes\.resnet50/ilsvrc2012: unknown dataset 'ilsvrc2012'.*did you mean 'ilsvrc'"),
+    ("resnet5/cub", r"recipes\.resnet5/cub: cam has no backbone 'resnet5'.*did you mean 'resnet50'"),
 ])
 def test_recipe_table_keys_are_checked(tmp_path, monkeypatch, key, message) -> None:
     (tmp_path / "methods").mkdir()

@@ -339,9 +339,10 @@ def recipe_table(method: str) -> tuple[dict[str, Any], dict[tuple[str, str], dic
     """methods/<method>.yaml as (defaults, {(backbone, dataset): layer}, path); empty when the file is absent.
 
     The file holds `defaults:` and one `recipes:` table keyed `<backbone>/<dataset>`, either part `any`.
-    A key must name a registered dataset (or `any`); ConfigError names the file and the key otherwise.
+    A key must name one of the method's backbones and a registered dataset (or `any`); ConfigError names
+    the file and the key otherwise.
     """
-    from wsolbench.registry import DATASETS
+    from wsolbench.registry import DATASETS, METHODS
 
     path = plugin_yaml("methods", method)
     if not path.is_file():
@@ -352,6 +353,7 @@ def recipe_table(method: str) -> tuple[dict[str, Any], dict[tuple[str, str], dic
         raise ConfigError(f"{path}: unknown top-level key {sorted(unknown)[0]!r}; expected defaults, recipes")
     table: dict[tuple[str, str], dict[str, Any]] = {}
     datasets = [ANY, *DATASETS.names()]
+    backbones = [ANY, *(METHODS.get(method).backbones if method in METHODS else ())]
     for key, layer in (data.get("recipes") or {}).items():
         backbone, sep, dataset = str(key).partition("/")
         if not sep or not backbone or (backbone, dataset) == (ANY, ANY):
@@ -360,6 +362,9 @@ def recipe_table(method: str) -> tuple[dict[str, Any], dict[tuple[str, str], dic
         if dataset not in datasets:
             raise ConfigError(f"{path}: recipes.{key}: unknown dataset {dataset!r}{closest(dataset, datasets)}; "
                               f"valid: {', '.join(datasets)}")
+        if backbone not in backbones:
+            raise ConfigError(f"{path}: recipes.{key}: {method} has no backbone {backbone!r}"
+                              f"{closest(backbone, backbones)}; valid: {', '.join(backbones)}")
         if not isinstance(layer, dict):
             raise ConfigError(f"{path}: recipes.{key}: expected a mapping, got {layer!r}")
         table[(backbone, dataset)] = layer

@@ -39,7 +39,8 @@ class ConfigError(WsolbenchError, ValueError):
     """A bad key, type or value; the message names the dotted key (and the source, when known)."""
 
 
-def _within(low: float, high: float, *, low_open: bool, high_open: bool):  # noqa: ANN202 - a validator
+def _within(low: float, high: float, *, low_open: bool, high_open: bool) -> AfterValidator:
+    """A field check: the value lies between `low` and `high`, each end open or closed."""
     left, right = "(" if low_open else "[", ")" if high_open else "]"
 
     def check(value: float) -> float:
@@ -209,10 +210,11 @@ def _message(model: type[BaseModel], error: Any, same_key: list[Any]) -> str:
     return f"{dotted}: {text}" if dotted else text
 
 
-def _validated(model: type[BaseModel], data: Any, source: str, partial: bool) -> Any:
-    """`model` built from `data`, or ConfigError naming the source and the dotted key of the first error."""
-    if not isinstance(data, dict):
-        raise ConfigError(f"{source}<top>: expected a mapping, got {data!r}")
+def _validated(model: type[BaseModel], data: dict[str, Any], source: str, partial: bool) -> Any:
+    """`model` built from `data`, or ConfigError naming the source and the dotted key of the first error.
+
+    `partial` skips the checks across keys (a later layer may still complete a pair).
+    """
     try:
         return model.model_validate(data, context={"partial": partial})
     except ValidationError as failure:
@@ -225,7 +227,7 @@ def _validated(model: type[BaseModel], data: Any, source: str, partial: bool) ->
 def merge(obj: BaseModel, updates: dict[str, Any], source: str = "") -> None:
     """Apply a nested mapping onto a config model in place, checking every key, type and range.
 
-    Checks across keys (`validate_all`) wait for the fully layered config.
+    The checks across keys and against the registries (`validate`) wait for the fully layered config.
     """
     if not isinstance(updates, dict):
         raise ConfigError(f"{source}<top>: expected a mapping, got {updates!r}")

@@ -36,14 +36,13 @@ class ToyCAM(WSOLMethod):
     default_backbone: ClassVar[str | None] = "toy"
     backbones: ClassVar[tuple[str, ...]] = ("toy",)
 
-    def __init__(self, *, num_classes: int, backbone: str, pretrained: Any, img_size: Any,
-                 drop_path_rate: Any, backbone_kwargs: dict, width: int) -> None:
-        super().__init__()
+    def __init__(self, *, width: int, **options: Any) -> None:
+        super().__init__(**options)
         self.features = nn.Sequential(
             nn.Conv2d(3, width, 3, 2, 1), nn.ReLU(), nn.Dropout2d(0.1),
             nn.Conv2d(width, 2 * width, 3, 2, 1), nn.ReLU(),
         )
-        self.head = nn.Conv2d(2 * width, num_classes, 1)
+        self.head = nn.Conv2d(2 * width, self.num_classes, 1)
 
     def forward(self, images: Tensor) -> MethodOutput:
         cams = self.head(self.features(images))

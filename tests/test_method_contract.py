@@ -3,6 +3,8 @@ the cross-entropy loss, the class_ids check and param_groups from the hooks, ali
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
@@ -132,7 +134,7 @@ def test_full_trains_everything_but_frozen_parameters() -> None:
     model = mini()
     groups = model.param_groups("full")
     assert names(groups) == [("decay", ["stage1.weight", "stage2.weight", "head.weight"]),
-                             ("no_decay", ["prototype", "stage1.bias"])]  # a module's own parameters come before its children's
+                             ("no_decay", ["prototype", "stage1.bias"])]  # a module's own first
     assert [(g.lr_scale, g.weight_decay) for g in groups] == [(1.0, True), (1.0, False)]
     assert names(model.param_groups("few_shot")) == names(groups)
     with pytest.raises(MethodOptionError, match="trainable_blocks applies to parameter_efficient only, not 'full'"):
@@ -184,3 +186,18 @@ def test_every_method_follows_the_same_group_rules() -> None:
             model.param_groups("full", trainable_blocks=1)
         with pytest.raises(MethodOptionError, match=rf"trainable_blocks must lie in \[0, {len(stages)}\]"):
             model.param_groups("parameter_efficient", trainable_blocks=len(stages) + 1)
+
+
+def test_the_documented_example_method_works() -> None:
+    """docs/adding-a-method.md's example, run as written."""
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "adding-a-method.md").read_text()
+    (code,) = re.findall(r"```python\n(.*?)```", doc, flags=re.S)
+    if "my_cam" not in METHODS._items:
+        exec(compile(code, "adding-a-method.md", "exec"), {"__name__": "docs_example"})
+    model = wsolbench.create_method("my_cam", num_classes=3, img_size=None, width=8).eval()
+    assert names(model.param_groups("parameter_efficient", trainable_blocks=1)) == [
+        ("decay", ["block.0.weight", "head.weight"]), ("no_decay", ["block.0.bias", "head.bias"])]
+    loc = model.localize(torch.randn(2, 3, 32, 32), torch.tensor([0, 2]))
+    assert loc.logits.shape == (2, 3) and loc.maps.shape == (2, 8, 8)
+    with pytest.raises(MethodOptionError, match="my_cam: backbone tiny_cnn takes no pretrained; got True"):
+        wsolbench.create_method("my_cam", num_classes=3, pretrained=True)

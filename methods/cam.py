@@ -147,7 +147,7 @@ class CAM(WSOLMethod):
         return self.stage_modules
 
     def empty_param_groups(self) -> list[ParamGroup]:
-        """`base` (lr × 1) and `classifier` (lr × lr_classifier_ratio), weight decay on both (SGD there).
+        """`base` (lr × 1) and `classifier` (lr × lr_classifier_ratio), both with weight decay.
 
         Under `parameter_efficient` each trained stage keeps its full-protocol multiplier.
         """

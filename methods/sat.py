@@ -111,7 +111,7 @@ class SAT(WSOLMethod):
         self.pos_drop = vit.pos_drop
         self.blocks = vit.blocks
         self.norm = vit.norm
-        self.head = nn.Conv2d(dim, self.num_classes, kernel_size=3, padding=1)  # PyTorch default init (Q13)
+        self.head = nn.Conv2d(dim, self.num_classes, kernel_size=3, padding=1)  # PyTorch default init, as official
         trunc_normal_(self.loc_token, std=0.02)
         trunc_normal_(self.loc_embed, std=0.02)
 

@@ -57,7 +57,7 @@ class TSCAM(WSOLMethod):
         self.pos_drop = vit.pos_drop
         self.blocks = vit.blocks
         self.norm = vit.norm
-        self.head = nn.Conv2d(vit.embed_dim, self.num_classes, kernel_size=3, padding=1)  # default init (§1.3)
+        self.head = nn.Conv2d(vit.embed_dim, self.num_classes, kernel_size=3, padding=1)  # PyTorch default init
         self.embed_dim = vit.embed_dim
         self.depth = vit.depth
         self.grid_size = vit.grid_size

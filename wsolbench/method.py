@@ -74,12 +74,6 @@ class MethodOptionError(WsolbenchError, ValueError):
     """A constructor option, protocol or argument a method cannot take; the message names it."""
 
 
-def check_protocol(method: str, protocol: str) -> None:
-    """Raise MethodOptionError naming the valid training protocols unless `protocol` is one."""
-    if protocol not in PROTOCOLS:
-        raise MethodOptionError(f"{method}: unknown protocol {protocol!r}; valid: {', '.join(PROTOCOLS)}")
-
-
 def _under(name: str, prefixes: tuple[str, ...]) -> bool:
     """Whether parameter `name` is one of `prefixes` or lies in a module named by one of them."""
     return any(name == prefix or name.startswith(f"{prefix}.") for prefix in prefixes)
@@ -197,7 +191,8 @@ class WSOLMethod(nn.Module):
         A method without parameters returns [] for every protocol. An unknown protocol or a
         `trainable_blocks` out of range raises MethodOptionError.
         """
-        check_protocol(self.name, protocol)
+        if protocol not in PROTOCOLS:
+            raise MethodOptionError(f"{self.name}: unknown protocol {protocol!r}; valid: {', '.join(PROTOCOLS)}")
         named = [(n, p) for n, p in self.named_parameters() if n not in self.frozen_parameters]
         if not named:
             return []

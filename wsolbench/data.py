@@ -28,7 +28,6 @@ from torchvision import transforms as T
 from wsolbench.errors import WsolbenchError
 
 SPLITS = ("train", "val", "test")
-SPLIT_ROLES = {"train": "train-weaksup", "val": "train-fullsup", "test": "test"}
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 Box = tuple[int, int, int, int]
@@ -590,10 +589,3 @@ def per_class_subset(metadata: Metadata, k: int, seed: int) -> Metadata:
         picks = rng.choice(len(candidates), size=k, replace=False)
         chosen.update(candidates[int(p)] for p in picks)
     return metadata.subset([i for i in metadata.image_ids if i in chosen])
-
-
-def class_counts(metadata: Metadata) -> dict[int, int]:
-    counts: dict[int, int] = {}
-    for label in metadata.labels.values():
-        counts[label] = counts.get(label, 0) + 1
-    return dict(sorted(counts.items()))

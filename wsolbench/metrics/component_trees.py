@@ -56,11 +56,12 @@ def foreground_components(order: np.ndarray, counts: np.ndarray, height: int, wi
     lo (U,), hi (U,)): level u owns records[lo[u]:hi[u]]. With largest_only, a level keeps only its
     component with the most pixels, ties to the first in raster order.
     """
-    n = height * width
-    parent = np.full(n, -1, np.int64)
-    stats = np.empty((n, 7), np.int64)
-    active = np.empty(n, np.int64)
-    where = np.empty(n, np.int64)
+    row = width + 2  # the grid is padded by one never-added pixel on every side
+    parent = np.full((height + 2) * row, -1, np.int32)
+    stats = np.empty(((height + 2) * row, 7), np.int32)
+    active = np.empty(height * width, np.int32)
+    where = np.empty((height + 2) * row, np.int32)
+    neighbours = np.array([-row - 1, -row, -row + 1, -1, 1, row - 1, row, row + 1])
     alive = 0
     levels = len(counts)
     lo = np.zeros(levels, np.int64)
@@ -70,55 +71,51 @@ def foreground_components(order: np.ndarray, counts: np.ndarray, height: int, wi
     added = 0
     for u in range(levels - 1, -1, -1):
         while added < counts[u]:
-            p = order[added]
+            flat = order[added]
             added += 1
-            y, x = p // width, p % width
+            y, x = flat // width, flat % width
+            p = (y + 1) * row + x + 1
             parent[p] = p
             stats[p, X0] = x
             stats[p, X1] = x
             stats[p, Y0] = y
             stats[p, Y1] = y
             stats[p, CELLS2] = 0
-            stats[p, FIRST] = p
+            stats[p, FIRST] = flat
             stats[p, SIZE] = 1
             active[alive] = p
             where[p] = alive
             alive += 1
             root = p
-            for dy in range(-1, 2):
-                for dx in range(-1, 2):
-                    yy, xx = y + dy, x + dx
-                    if (dy == 0 and dx == 0) or yy < 0 or yy >= height or xx < 0 or xx >= width:
-                        continue
-                    q = yy * width + xx
-                    if parent[q] < 0:
-                        continue
-                    other = _find(parent, q)
-                    if other == root:
-                        continue
-                    if stats[other, SIZE] > stats[root, SIZE]:
-                        root, other = other, root
-                    parent[other] = root
-                    stats[root, X0] = min(stats[root, X0], stats[other, X0])
-                    stats[root, Y0] = min(stats[root, Y0], stats[other, Y0])
-                    stats[root, X1] = max(stats[root, X1], stats[other, X1])
-                    stats[root, Y1] = max(stats[root, Y1], stats[other, Y1])
-                    stats[root, CELLS2] += stats[other, CELLS2]
-                    stats[root, FIRST] = min(stats[root, FIRST], stats[other, FIRST])
-                    stats[root, SIZE] += stats[other, SIZE]
-                    last = active[alive - 1]
-                    active[where[other]] = last
-                    where[last] = where[other]
-                    alive -= 1
-            for cy in range(y - 1, y + 1):
-                for cx in range(x - 1, x + 1):
-                    inside = 0
-                    for yy in range(cy, cy + 2):
-                        for xx in range(cx, cx + 2):
-                            if 0 <= yy < height and 0 <= xx < width and parent[yy * width + xx] >= 0:
-                                inside += 1
-                    if inside >= 3:  # the cell's 3rd corner adds half its area, the 4th the other half
-                        stats[root, CELLS2] += 1
+            for step in neighbours:
+                q = p + step
+                if parent[q] < 0 or parent[q] == root:
+                    continue
+                other = _find(parent, q)
+                if other == root:
+                    continue
+                if stats[other, SIZE] > stats[root, SIZE]:
+                    root, other = other, root
+                parent[other] = root
+                stats[root, X0] = min(stats[root, X0], stats[other, X0])
+                stats[root, Y0] = min(stats[root, Y0], stats[other, Y0])
+                stats[root, X1] = max(stats[root, X1], stats[other, X1])
+                stats[root, Y1] = max(stats[root, Y1], stats[other, Y1])
+                stats[root, CELLS2] += stats[other, CELLS2]
+                stats[root, FIRST] = min(stats[root, FIRST], stats[other, FIRST])
+                stats[root, SIZE] += stats[other, SIZE]
+                last = active[alive - 1]
+                active[where[other]] = last
+                where[last] = where[other]
+                alive -= 1
+            # the four 2 x 2 cells with p as a corner: the 3rd corner in adds half a cell, the 4th the other half
+            n, w, e, s = parent[p - row] >= 0, parent[p - 1] >= 0, parent[p + 1] >= 0, parent[p + row] >= 0
+            nw, ne, sw, se = parent[p - row - 1] >= 0, parent[p - row + 1] >= 0, parent[p + row - 1] >= 0, parent[
+                p + row + 1
+            ] >= 0
+            stats[root, CELLS2] += (
+                (n + w + nw >= 2) + (n + e + ne >= 2) + (s + w + sw >= 2) + (s + e + se >= 2)
+            )
         lo[u] = used
         if largest_only and alive > 0:
             best = active[0]
@@ -147,11 +144,12 @@ def hole_components(order: np.ndarray, counts: np.ndarray, height: int, width: i
     order: flat pixel indices by increasing value; counts: (U,) non-decreasing in u.
     Returns (records (M, 4) int64 inclusive boxes X0, Y0, X1, Y1; lo (U,), hi (U,)) as above.
     """
-    n = height * width
-    parent = np.full(n, -1, np.int64)
-    stats = np.empty((n, 6), np.int64)  # X0, Y0, X1, Y1, touches the border, size
-    active = np.empty(n, np.int64)
-    where = np.empty(n, np.int64)
+    row = width + 2
+    parent = np.full((height + 2) * row, -1, np.int32)
+    stats = np.empty(((height + 2) * row, 6), np.int32)  # X0, Y0, X1, Y1, touches the border, size
+    active = np.empty(height * width, np.int32)
+    where = np.empty((height + 2) * row, np.int32)
+    neighbours = np.array([-row, -1, 1, row])
     alive = 0
     levels = len(counts)
     lo = np.zeros(levels, np.int64)
@@ -161,9 +159,10 @@ def hole_components(order: np.ndarray, counts: np.ndarray, height: int, width: i
     added = 0
     for u in range(levels):
         while added < counts[u]:
-            p = order[added]
+            flat = order[added]
             added += 1
-            y, x = p // width, p % width
+            y, x = flat // width, flat % width
+            p = (y + 1) * row + x + 1
             parent[p] = p
             stats[p, 0] = x
             stats[p, 1] = y
@@ -175,13 +174,9 @@ def hole_components(order: np.ndarray, counts: np.ndarray, height: int, width: i
             where[p] = alive
             alive += 1
             root = p
-            for k in range(4):
-                yy = y + (k == 1) - (k == 0)
-                xx = x + (k == 3) - (k == 2)
-                if yy < 0 or yy >= height or xx < 0 or xx >= width:
-                    continue
-                q = yy * width + xx
-                if parent[q] < 0:
+            for step in neighbours:
+                q = p + step
+                if parent[q] < 0 or parent[q] == root:
                     continue
                 other = _find(parent, q)
                 if other == root:

@@ -11,10 +11,12 @@ benchmarks/metrics_speed.py check that both give identical numbers.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import cv2
 import numpy as np
 
-from wsolbench.metrics.component_trees import foreground_components, hole_components, largest_contour, level_ious
+from wsolbench.metrics.component_trees import EMPTY, UNDECIDED, foreground_components, hole_components
 from wsolbench.metrics.protocols import EvalProtocol
 
 EMPTY_BOXES = {
@@ -95,6 +97,56 @@ def _pixel_order(source: np.ndarray, cuts: np.ndarray) -> tuple[np.ndarray, np.n
     return order, np.searchsorted(flat[order], cuts, side="right")
 
 
+class _Sweep(NamedTuple):
+    """One map's levels: V1 box (U, 4), best V2 IoU (U,), and with keep_boxes every box of every level."""
+
+    v1_boxes: np.ndarray
+    iou_v2: np.ndarray
+    inverse: np.ndarray
+    boxes: list[np.ndarray] | None
+
+
+def _sweep(
+    protocol: EvalProtocol, prepared: np.ndarray, thresholds: np.ndarray, gt_boxes: np.ndarray, keep_boxes: bool
+) -> _Sweep:
+    """All levels of one map from one pass of each component tree; V2 IoUs are taken on the way."""
+    source, cuts, inverse = _levels(protocol, prepared, thresholds)
+    height, width = source.shape
+    limit = np.array([width - 1, height - 1] if protocol.clip else [np.iinfo(np.int64).max] * 2)
+    ascending, at_most = _pixel_order(source, cuts)
+    levels = len(cuts)
+    gt = np.asarray(gt_boxes, dtype=np.int64).reshape(-1, 4)
+    pixels = protocol.components == "pixels"
+    if pixels:
+        none = np.zeros(levels, np.int64)
+        hole_iou, hole_boxes, hole_lo, hole_hi = np.full(levels, -1.0), np.zeros((0, 4), np.int64), none, none
+        holes, lo, hi, link, link_level = np.zeros((0, 3), np.int64), none, none, *[np.zeros(0, np.int32)] * 2
+    else:
+        hole_iou, hole_boxes, hole_lo, hole_hi, holes, lo, hi, link, link_level = hole_components(
+            ascending, at_most, height, width, gt, limit, keep_boxes
+        )
+    blob_iou, status, v1_boxes, blob_boxes, blob_lo, blob_hi = foreground_components(
+        ascending[::-1].copy(), height * width - at_most, height, width, pixels, gt, limit, keep_boxes,
+        holes, lo, hi, link, link_level,
+    )
+    empty = status == EMPTY
+    v1_boxes[empty] = EMPTY_BOXES[protocol.empty_box](width, height)
+    for u in np.flatnonzero(status == UNDECIDED).tolist():
+        x, y, w, h = _contour_level((source > cuts[u]).view(np.uint8), (0, 0))
+        v1_boxes[u] = (x, y, min(x + w, limit[0]), min(y + h, limit[1]))
+    iou_v2 = np.maximum(blob_iou, hole_iou)
+    iou_v2[empty] = box_iou(v1_boxes[empty], gt).max(1) if empty.any() else 0.0
+    boxes = None
+    if keep_boxes:
+        boxes = [
+            np.concatenate([blob_boxes[blob_lo[u] : blob_hi[u]], hole_boxes[hole_lo[u] : hole_hi[u]]])
+            if not empty[u]
+            else v1_boxes[u : u + 1]
+            for u in range(levels)
+        ]
+    return _Sweep(v1_boxes, iou_v2, inverse, boxes)
+
+
 def sweep_boxes(protocol: EvalProtocol, prepared: np.ndarray, thresholds: np.ndarray):
     """Boxes of one prepared (H, W) map at every threshold.
 
@@ -102,53 +154,21 @@ def sweep_boxes(protocol: EvalProtocol, prepared: np.ndarray, thresholds: np.nda
     boxes[starts[u]:starts[u+1]] (V2: all contours), boxes[v1[u]] is its V1 box, and threshold k uses
     level inverse[k]. A box is (x, y, x+w, y+h) of the boundingRect / component, clipped to
     (W − 1, H − 1) if the protocol clips; an empty foreground gives the protocol's empty box.
-    Every level comes from one pass over the pixels (component_trees); a contour level whose V1
-    contour the component statistics cannot decide is traced with findContours.
+    Builds every box of every level: for scoring, sweep_ious takes the IoUs without keeping them.
     """
-    source, cuts, inverse = _levels(protocol, prepared, thresholds)
-    height, width = source.shape
-    ascending, at_most = _pixel_order(source, cuts)
-    inside = height * width - at_most
-    pixels = protocol.components == "pixels"
-    outer, lo, hi = foreground_components(ascending[::-1].copy(), inside, height, width, pixels)
-    if pixels:
-        holes, hole_lo, hole_hi = np.zeros((0, 4), np.int64), np.zeros_like(lo), np.zeros_like(lo)
-        chosen = np.where(hi > lo, lo, -1)
-    else:
-        holes, hole_lo, hole_hi = hole_components(ascending, at_most, height, width)
-        chosen = largest_contour(outer, lo, hi, hole_hi - hole_lo)
-    outer_counts, hole_counts = hi - lo, hole_hi - hole_lo
-    counts = np.maximum(outer_counts + hole_counts, 1)
-    starts = np.zeros(len(cuts), dtype=np.int64)
+    swept = _sweep(protocol, prepared, thresholds, np.zeros((1, 4), np.int64), keep_boxes=True)
+    counts = np.array([len(b) for b in swept.boxes], dtype=np.int64)
+    starts = np.zeros(len(counts), dtype=np.int64)
     np.cumsum(counts[:-1], out=starts[1:])
-    boxes = np.zeros((int(counts.sum()), 4), dtype=np.int64)
-    rows = np.repeat(starts, outer_counts) + _ranks(outer_counts)
-    boxes[rows] = outer[np.repeat(lo, outer_counts) + _ranks(outer_counts), :4]
-    rows = np.repeat(starts + outer_counts, hole_counts) + _ranks(hole_counts)
-    boxes[rows] = holes[np.repeat(hole_lo, hole_counts) + _ranks(hole_counts)] + [-1, -1, 1, 1]
-    boxes[:, 2:] += 1  # inclusive last pixel → x + w, y + h
-    v1 = starts + np.where(chosen >= 0, chosen - lo, 0)
-    for u in np.flatnonzero(chosen == -2).tolist():
-        x, y, w, h = _contour_level((source > cuts[u]).view(np.uint8), (0, 0))
-        match = np.flatnonzero((boxes[starts[u] : starts[u] + outer_counts[u]] == (x, y, x + w, y + h)).all(1))
-        v1[u] = starts[u] + match[0]
-    if protocol.clip:
-        np.minimum(boxes[:, 2], width - 1, out=boxes[:, 2])
-        np.minimum(boxes[:, 3], height - 1, out=boxes[:, 3])
-    boxes[starts[outer_counts == 0]] = EMPTY_BOXES[protocol.empty_box](width, height)
-    return boxes, starts, v1, inverse
-
-
-def _ranks(counts: np.ndarray) -> np.ndarray:
-    """0, 1, …, c − 1 for each c in counts, concatenated."""
-    total = int(counts.sum())
-    return np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts)
+    pairs = zip(swept.boxes, swept.v1_boxes, strict=True)
+    v1 = starts + [int(np.flatnonzero((level == box).all(1))[0]) for level, box in pairs]
+    return np.concatenate(swept.boxes), starts, v1, swept.inverse
 
 
 def sweep_ious(
     protocol: EvalProtocol, prepared: np.ndarray, thresholds: np.ndarray, gt_boxes: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """(IoU_V1 (T,), IoU_V2 (T,)) of one prepared map vs its GT boxes (max over GT, and contours for V2)."""
-    boxes, starts, v1, inverse = sweep_boxes(protocol, prepared, thresholds)
-    iou_v1, iou_v2 = level_ious(boxes, starts, v1, check_boxes(gt_boxes, "GT boxes"))
-    return iou_v1[inverse], iou_v2[inverse]
+    gt_boxes = check_boxes(gt_boxes, "GT boxes")
+    swept = _sweep(protocol, prepared, thresholds, gt_boxes, keep_boxes=False)
+    return box_iou(swept.v1_boxes, gt_boxes).max(1)[swept.inverse], swept.iou_v2[swept.inverse]

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import click
 
-from wsolbench.engine.distributed import is_main_process
 from wsolbench.errors import WsolbenchError
 from wsolbench.registry import DATASETS, METHODS, REPORTS
 
@@ -113,6 +112,7 @@ set_option = click.option("--set", "overrides", multiple=True, metavar="KEY=VALU
 def train(method: str, dataset: str, protocol: str | None, seed: int | None, config_file: Path | None,
           overrides: tuple[str, ...], experiment: str | None, resume: bool) -> None:
     """Train and evaluate one method on one dataset; prints the run directory and its metrics."""
+    from wsolbench.engine.distributed import is_main_process
     from wsolbench.engine.runner import execute, plan_runs
 
     user, source = _user_layer(config_file)
@@ -139,6 +139,7 @@ def evaluate(method: str, dataset: str, checkpoint: Path, protocol: str | None, 
              config_file: Path | None, overrides: tuple[str, ...], output: Path | None) -> None:
     """Score a trained or published checkpoint under any evaluation protocol."""
     from wsolbench.config import resolve
+    from wsolbench.engine.distributed import is_main_process
     from wsolbench.engine.runner import evaluate_checkpoint
 
     extra = [f"eval.protocol={protocol}"] if protocol else []
@@ -170,6 +171,7 @@ def run(methods: str | None, datasets: str | None, protocols: str | None, seeds:
     """
     import time
 
+    from wsolbench.engine.distributed import is_main_process
     from wsolbench.engine.runner import default_run, execute, markdown_table, plan_runs, summary_table
 
     base = None
@@ -226,6 +228,7 @@ def report(runs_dir: Path, style: str, with_paper: bool, out: Path | None, proto
 def ablate(method: str, dataset: str, grids: tuple[str, ...], seeds: str, config_file: Path | None,
            overrides: tuple[str, ...], experiment: str | None, resume: bool) -> None:
     """Run an ablation grid through the engine, then write its table (md/csv/tex) and bar chart."""
+    from wsolbench.engine.distributed import is_main_process
     from wsolbench.reports import ablation
     from wsolbench.reports.tables import PAPER
 

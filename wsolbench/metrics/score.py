@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from wsolbench.data import EvalFrame, Metadata, atomic_write_text, mask_label_map, read_metadata
+from wsolbench.annotations import EvalFrame, Metadata, atomic_write_text, mask_label_map, read_metadata
 from wsolbench.metrics.accumulators import BoxAccumulator, MaskAccumulator
 from wsolbench.metrics.protocols import get_protocol, threshold_list
 

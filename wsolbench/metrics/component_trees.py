@@ -378,3 +378,15 @@ def foreground_components(
         v1_boxes[u, 2] = min(level_blobs[chosen, X1] + 1, limit[0])
         v1_boxes[u, 3] = min(level_blobs[chosen, Y1] + 1, limit[1])
     return iou, status, v1_boxes, boxes[:kept], box_lo, box_hi
+
+
+def load_kernels() -> None:
+    """Compile the kernels (or load them from numba's cache) now, e.g. once before forking workers."""
+    values = np.arange(9, dtype=np.uint8).reshape(3, 3)
+    order = np.argsort(values.ravel(), kind="stable")
+    counts = np.array([4], np.int64)
+    gt, limit = np.zeros((1, 4), np.int64), np.array([2, 2], np.int64)
+    for keep in (False, True):
+        holes = hole_components(order, counts, 3, 3, gt, limit, keep)
+        for largest_only in (False, True):
+            foreground_components(order[::-1].copy(), 9 - counts, 3, 3, largest_only, gt, limit, keep, *holes[4:])

@@ -11,7 +11,9 @@ For each family and each Δ (0.01, 0.001), with MaxBoxAccV2 (V2, all contours) a
 - `bench.py score` as a whole new process over all maps (start-up, imports, loading the .npy files,
   --workers processes), once per version.
 It checks that the engine's counts equal the reference's on the reference maps at every τ and δ, and
-that `score` reports exactly the engine's numbers, then prints maps/s and the ratios to the reference.
+that `score` reports exactly the engine's numbers, then prints maps/s and the ratios to the reference,
+in wall time and in CPU time (this process, or the score process and its workers): on a shared
+machine the CPU ratios are the steadier ones.
 Finally it times `score` once more with an empty numba cache (the first run on a fresh clone, which
 compiles the kernels) next to the warm run.
 
@@ -24,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -114,15 +117,34 @@ def write_layout(folder: Path, maps: np.ndarray, boxes: list[np.ndarray]) -> tup
     return folder / "maps", folder / "meta"
 
 
+def cpu_seconds(who: int) -> float:
+    usage = resource.getrusage(who)
+    return usage.ru_utime + usage.ru_stime
+
+
+class Clock:
+    """Wall and CPU seconds of a block (CPU of this process, or of the child processes it waited for)."""
+
+    def __init__(self, who: int = resource.RUSAGE_SELF) -> None:
+        self.who = who
+
+    def __enter__(self) -> Clock:
+        self.wall, self.cpu = time.perf_counter(), cpu_seconds(self.who)
+        return self
+
+    def __exit__(self, *_) -> None:
+        self.wall, self.cpu = time.perf_counter() - self.wall, cpu_seconds(self.who) - self.cpu
+
+
 def run_score(maps_dir: Path, meta_dir: Path, metric: str, interval: float, workers: int, env: dict) -> tuple:
-    """(record, wall seconds) of `python bench.py score` as a new process."""
+    """(record, Clock) of `python bench.py score` as a new process (CPU: it and its workers)."""
     out = maps_dir.parent / f"score-{metric}.json"
     command = [sys.executable, str(ROOT / "bench.py"), "score", "--scoremaps", str(maps_dir), "--metadata",
                str(meta_dir), "--metric", metric, "--cam-curve-interval", str(interval), "--workers", str(workers),
                "--output", str(out)]
-    start = time.perf_counter()
-    subprocess.run(command, check=True, capture_output=True, env=env)
-    return json.loads(out.read_text()), time.perf_counter() - start
+    with Clock(resource.RUSAGE_CHILDREN) as clock:
+        subprocess.run(command, check=True, capture_output=True, env=env)
+    return json.loads(out.read_text()), clock
 
 
 def expected_record(counts: np.ndarray, n: int) -> dict[str, float]:
@@ -149,7 +171,6 @@ def main() -> None:
     load_kernels()
     print(f"numba kernels loaded in this process (from cache, or compiled) in {time.perf_counter() - start:.2f} s")
     agree_all = True
-    rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.families.split(","):
             maps, boxes = family(name, args.num_maps)
@@ -159,43 +180,43 @@ def main() -> None:
                 thresholds = threshold_list(interval)
                 protocol = get_protocol("wsolevaluation")
                 acc = BoxAccumulator(protocol, thresholds, DELTAS)
-                start = time.perf_counter()
-                acc.update_prepared(maps, boxes, np.zeros(len(maps), np.int64))
-                t_engine = time.perf_counter() - start
+                with Clock() as engine:
+                    acc.update_prepared(maps, boxes, np.zeros(len(maps), np.int64))
                 subset = BoxAccumulator(protocol, thresholds, DELTAS)
                 subset.update_prepared(maps[:n_ref], boxes[:n_ref], np.zeros(n_ref, np.int64))
+                n = len(maps)
                 for version, key, multi, metric in VERSIONS:
-                    start = time.perf_counter()
-                    reference = reference_box_counts(
-                        maps[:n_ref], boxes[:n_ref], thresholds, DELTAS, "wsolevaluation", multi
-                    )
-                    t_ref = (time.perf_counter() - start) / n_ref  # seconds per map
-                    record, t_score = run_score(maps_dir, meta_dir, metric, interval, args.workers, env)
-                    engine_counts = acc.counts()[key]
+                    with Clock() as ref:
+                        reference = reference_box_counts(
+                            maps[:n_ref], boxes[:n_ref], thresholds, DELTAS, "wsolevaluation", multi
+                        )
+                    record, run = run_score(maps_dir, meta_dir, metric, interval, args.workers, env)
                     agree = np.array_equal(subset.counts()[key], reference) and record["per_iou"] == expected_record(
-                        engine_counts, len(maps)
+                        acc.counts()[key], n
                     )
                     agree_all &= agree
-                    n = len(maps)
-                    rows.append((name, interval, version, n_ref, 1 / t_ref, n / t_engine, t_ref * n / t_engine,
-                                 1000 * t_engine / n, n / t_score, t_ref * n / t_score, agree))
+                    ref_wall, ref_cpu = ref.wall / n_ref, ref.cpu / n_ref  # per map
                     print(
-                        f"{name:9s} Δ={interval:<6} {version}: reference {1 / t_ref:7.2f} maps/s ({n_ref} maps) | "
-                        f"engine {n / t_engine:7.1f} maps/s {t_ref * n / t_engine:6.1f}x "
-                        f"({1000 * t_engine / n:.2f} ms/map, V1+V2 in one pass) | score process "
-                        f"{n / t_score:7.1f} maps/s {t_ref * n / t_score:6.1f}x ({t_score:.2f} s) | "
-                        f"{'IDENTICAL' if agree else 'MISMATCH'}",
+                        f"{name:9s} Δ={interval:<6} {version}: reference {1 / ref_wall:6.2f} maps/s "
+                        f"({1000 * ref_cpu:.0f} ms CPU/map, {n_ref} maps) | engine {n / engine.wall:6.1f} maps/s "
+                        f"{ref_wall * n / engine.wall:5.1f}x, CPU {1000 * engine.cpu / n:.2f} ms/map "
+                        f"{ref_cpu * n / engine.cpu:5.1f}x | score process {n / run.wall:6.1f} maps/s "
+                        f"{ref_wall * n / run.wall:5.1f}x ({run.wall:.2f} s), CPU {run.cpu:.2f} s "
+                        f"{ref_cpu * n / run.cpu:5.1f}x | {'IDENTICAL' if agree else 'MISMATCH'}",
                         flush=True,
                     )
         name = "cluttered" if "cluttered" in args.families.split(",") else args.families.split(",")[0]
         with tempfile.TemporaryDirectory() as cache:
             cold_env = dict(env, NUMBA_CACHE_DIR=cache)
-            _, t_cold = run_score(Path(tmp) / name / "maps", Path(tmp) / name / "meta", "maxboxaccv2", 0.001,
-                                  args.workers, cold_env)
-            _, t_warm = run_score(Path(tmp) / name / "maps", Path(tmp) / name / "meta", "maxboxaccv2", 0.001,
-                                  args.workers, cold_env)
-        print(f"score {name} V2 Δ=0.001, {args.num_maps} maps: empty numba cache (fresh clone) {t_cold:.2f} s, "
-              f"then cached {t_warm:.2f} s")
+            _, cold = run_score(Path(tmp) / name / "maps", Path(tmp) / name / "meta", "maxboxaccv2", 0.001,
+                                args.workers, cold_env)
+            _, warm = run_score(Path(tmp) / name / "maps", Path(tmp) / name / "meta", "maxboxaccv2", 0.001,
+                                args.workers, cold_env)
+        print(f"score {name} V2 Δ=0.001, {args.num_maps} maps: empty numba cache (fresh clone) {cold.wall:.2f} s "
+              f"({cold.cpu:.2f} s CPU), then cached {warm.wall:.2f} s ({warm.cpu:.2f} s CPU)")
+    with Clock(resource.RUSAGE_CHILDREN) as startup:
+        subprocess.run([sys.executable, str(ROOT / "bench.py"), "--help"], check=True, capture_output=True)
+    print(f"bench.py --help as a new process: {startup.wall:.2f} s")
     load = os.getloadavg()
     print(f"load average at end: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
     print(f"agreement with the reference everywhere: {'IDENTICAL' if agree_all else 'MISMATCH'}")

@@ -93,6 +93,8 @@ def hole_components(
     link_level = np.zeros(size, np.int32)
     stats = np.empty((size, 7), np.int32)  # X0, Y0, X1, Y1, cells, first, size
     border = np.zeros(size, np.bool_)
+    stale = np.zeros(size, np.bool_)
+    cached = np.empty(size)
     active = np.empty(height * width, np.int32)
     where = np.empty(size, np.int32)
     neighbours = np.array([-row, -1, 1, row])
@@ -155,6 +157,7 @@ def hole_components(
             nw, ne = parent[p - row - 1] >= 0, parent[p - row + 1] >= 0
             sw, se = parent[p + row - 1] >= 0, parent[p + row + 1] >= 0
             stats[root, 4] += (n + w + nw <= 1) + (n + e + ne <= 1) + (s + w + sw <= 1) + (s + e + se <= 1)
+            stale[root] = True
         lo[u] = used
         box_lo[u] = kept
         records = _grow(records, used, alive)
@@ -170,7 +173,10 @@ def hole_components(
             used += 1
             x0, y0 = stats[r, 0] - 1, stats[r, 1] - 1
             x1, y1 = min(stats[r, 2] + 2, limit[0]), min(stats[r, 3] + 2, limit[1])
-            iou[u] = max(iou[u], _best_iou(x0, y0, x1, y1, gt))
+            if stale[r]:  # a component's IoU changes only with its box
+                cached[r] = _best_iou(x0, y0, x1, y1, gt)
+                stale[r] = False
+            iou[u] = max(iou[u], cached[r])
             if keep:
                 boxes[kept, 0], boxes[kept, 1], boxes[kept, 2], boxes[kept, 3] = x0, y0, x1, y1
                 kept += 1
@@ -192,29 +198,13 @@ def _largest_contour(
     blobs: np.ndarray, roots: np.ndarray, holes: np.ndarray, parent: np.ndarray, slot: np.ndarray,
     link: np.ndarray, link_level: np.ndarray, level: int, width: int,
 ) -> int:
-    """Row of `blobs` (one level's records) whose outer contour has the largest contourArea, first on ties.
+    """Row of `blobs` (one level's records, with holes) whose outer contour has the largest contourArea.
 
-    UNDECIDED when the winner ties with a blob nested in a hole (OpenCV's order among nested
+    Areas are summed up the nesting (module docstring); ties go to the first in OpenCV's order, and
+    are UNDECIDED when the winner ties with a blob nested in a hole (OpenCV's order among nested
     contours is not derived here).
     """
     nb, nh = len(blobs), len(holes)
-    if nh == 0:
-        best = 0
-        for k in range(1, nb):
-            if blobs[k, CELLS2] > blobs[best, CELLS2] or (
-                blobs[k, CELLS2] == blobs[best, CELLS2] and blobs[k, FIRST] > blobs[best, FIRST]
-            ):
-                best = k
-        return best
-    best = 0  # certificate first: an area is at least CELLS2 and at most twice its box's (pixel centres)
-    for k in range(1, nb):
-        if blobs[k, CELLS2] > blobs[best, CELLS2]:
-            best = k
-    for k in range(nb):
-        if k != best and 2 * (blobs[k, X1] - blobs[k, X0]) * (blobs[k, Y1] - blobs[k, Y0]) >= blobs[best, CELLS2]:
-            break
-    else:
-        return best
     # slot: all -1 on entry and exit; maps a blob root (foreground ids) to its row here, and a hole
     # root (background ids, the same padded pixel indices) to nb + its row: a pixel is never both
     for k in range(nb):
@@ -279,6 +269,8 @@ def foreground_components(
     active = np.empty(height * width, np.int32)
     where = np.empty(size, np.int32)
     slot = np.full(size, -1, np.int32)
+    stale = np.zeros(size, np.bool_)
+    cached = np.empty(size)
     neighbours = np.array([-row - 1, -row, -row + 1, -1, 1, row - 1, row, row + 1])
     alive = 0
     levels = len(counts)
@@ -335,6 +327,7 @@ def foreground_components(
             nw, ne = parent[p - row - 1] >= 0, parent[p - row + 1] >= 0
             sw, se = parent[p + row - 1] >= 0, parent[p + row + 1] >= 0
             stats[root, CELLS2] += (n + w + nw >= 2) + (n + e + ne >= 2) + (s + w + sw >= 2) + (s + e + se >= 2)
+            stale[root] = True
         box_lo[u] = kept
         if alive == 0:
             box_hi[u] = kept
@@ -350,33 +343,54 @@ def foreground_components(
             roots[0] = best
             count = 1
         else:
-            roots[:alive] = active[:alive]
+            best = active[0]  # the largest CELLS2, last in raster order on ties: V1 when the level has no hole
+            for k in range(alive):
+                r = active[k]
+                roots[k] = r
+                if stats[r, CELLS2] > stats[best, CELLS2] or (
+                    stats[r, CELLS2] == stats[best, CELLS2] and stats[r, FIRST] > stats[best, FIRST]
+                ):
+                    best = r
             count = alive
         if keep:
             boxes = _grow(boxes, kept, count)
         for k in range(count):
             r = roots[k]
-            level_blobs[k] = stats[r]
             x0, y0 = stats[r, X0], stats[r, Y0]
             x1, y1 = min(stats[r, X1] + 1, limit[0]), min(stats[r, Y1] + 1, limit[1])
-            iou[u] = max(iou[u], _best_iou(x0, y0, x1, y1, gt))
+            if stale[r]:  # a component's IoU changes only with its box
+                cached[r] = _best_iou(x0, y0, x1, y1, gt)
+                stale[r] = False
+            iou[u] = max(iou[u], cached[r])
             if keep:
                 boxes[kept, 0], boxes[kept, 1], boxes[kept, 2], boxes[kept, 3] = x0, y0, x1, y1
                 kept += 1
         box_hi[u] = kept
-        chosen = 0
-        if count > 1:
+        undecided = False
+        if count > 1 and hole_hi[u] > hole_lo[u]:
+            # an area lies between CELLS2 and twice its box's (pixel centres): often that decides
+            for k in range(count):
+                r = roots[k]
+                if r != best and 2 * (stats[r, X1] - stats[r, X0]) * (stats[r, Y1] - stats[r, Y0]) >= stats[
+                    best, CELLS2
+                ]:
+                    undecided = True
+                    break
+        if undecided:
+            for k in range(count):
+                level_blobs[k] = stats[roots[k]]
             chosen = _largest_contour(
                 level_blobs[:count], roots[:count], holes[hole_lo[u] : hole_hi[u]], parent, slot,
                 link, link_level, u, width,
             )
-        if chosen == UNDECIDED:
-            status[u] = UNDECIDED
-            continue
+            if chosen == UNDECIDED:
+                status[u] = UNDECIDED
+                continue
+            best = roots[chosen]
         status[u] = FOUND
-        v1_boxes[u, 0], v1_boxes[u, 1] = level_blobs[chosen, X0], level_blobs[chosen, Y0]
-        v1_boxes[u, 2] = min(level_blobs[chosen, X1] + 1, limit[0])
-        v1_boxes[u, 3] = min(level_blobs[chosen, Y1] + 1, limit[1])
+        v1_boxes[u, 0], v1_boxes[u, 1] = stats[best, X0], stats[best, Y0]
+        v1_boxes[u, 2] = min(stats[best, X1] + 1, limit[0])
+        v1_boxes[u, 3] = min(stats[best, Y1] + 1, limit[1])
     return iou, status, v1_boxes, boxes[:kept], box_lo, box_hi
 
 

@@ -147,7 +147,7 @@ def test_noise_and_smooth_maps_need_no_tracing(monkeypatch):
     traced = []
     original = boxes_module._contour_level
     monkeypatch.setattr(
-        boxes_module, "_contour_level", lambda binary, offset: traced.append(1) or original(binary, offset)
+        boxes_module, "_contour_level", lambda binary: traced.append(1) or original(binary)
     )
     yy, xx = np.mgrid[0:64, 0:64]
     smooth = np.exp(-((xx - 30) ** 2 + (yy - 25) ** 2) / 300.0)

@@ -67,7 +67,7 @@ def _levels(protocol: EvalProtocol, prepared: np.ndarray, thresholds: np.ndarray
     return prepared, thresholds[first], inverse
 
 
-def _contour_level(binary: np.ndarray, offset: tuple[int, int]) -> tuple[int, int, int, int]:
+def _contour_level(binary: np.ndarray) -> tuple[int, int, int, int]:
     """boundingRect (x, y, w, h) of the RETR_TREE contour with the largest contourArea, first on ties.
 
     A contour at odd depth of the hierarchy is a hole contour, at even depth an outer one. Only
@@ -75,7 +75,7 @@ def _contour_level(binary: np.ndarray, offset: tuple[int, int]) -> tuple[int, in
     polygon lies inside that blob's outer polygon and is never strictly larger, and it comes after
     that blob's contour in OpenCV's list, so it never wins a tie.
     """
-    contours, hierarchy = cv2.findContours(binary, cv2.RETR_TREE, cv2.CHAIN_APPROX_SIMPLE, offset=offset)
+    contours, hierarchy = cv2.findContours(binary, cv2.RETR_TREE, cv2.CHAIN_APPROX_SIMPLE)
     parent = hierarchy[0][:, 3].tolist()
     best, largest = 0, -1.0
     for k, up in enumerate(parent):
@@ -132,7 +132,7 @@ def _sweep(
     empty = status == EMPTY
     v1_boxes[empty] = EMPTY_BOXES[protocol.empty_box](width, height)
     for u in np.flatnonzero(status == UNDECIDED).tolist():
-        x, y, w, h = _contour_level((source > cuts[u]).view(np.uint8), (0, 0))
+        x, y, w, h = _contour_level((source > cuts[u]).view(np.uint8))
         v1_boxes[u] = (x, y, min(x + w, limit[0]), min(y + h, limit[1]))
     iou_v2 = np.maximum(blob_iou, hole_iou)
     iou_v2[empty] = box_iou(v1_boxes[empty], gt).max(1) if empty.any() else 0.0

@@ -144,7 +144,7 @@ def end_box(where: str, x0: float, y0: float, x1: float, y1: float, size: tuple[
     """An inclusive box from x0, y0 and an end x1 = x0 + w (no −1), as CUB and the SAT lists give it.
 
     Each value is truncated to int; the end is clipped to the last pixel, (min(x1, W−1), min(y1, H−1)),
-    which is the rule that reproduces the wsolevaluation CUB metadata (datasets.md §4.1). A box that
+    which is the rule that reproduces the wsolevaluation CUB metadata (docs/datasets.md). A box that
     still does not lie in the image raises MetadataError naming `where`.
     """
     w, h = size

@@ -1,4 +1,4 @@
-"""`aircraft` and `cars`: FGVC-Aircraft 2013b and Stanford Cars in the SAT repo's layout (sat.md §5).
+"""`aircraft` and `cars`: FGVC-Aircraft 2013b and Stanford Cars in the SAT repo's layout (docs/datasets.md).
 
 Both use `classes.txt` (label = line index) and `images_box.txt`; split codes 0 and 2 → train and
 1 → test for Aircraft, 0 → train and 1 → test for Cars. Boxes are converted as `_sat_lists` says.

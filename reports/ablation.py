@@ -9,10 +9,10 @@ use_norm_loss=true/synthetic/sat-full-seed0/`. Every such run directory gets `ab
 manifest listing every study, cell, override and run (paths relative to the manifest), which
 `bench.py report` picks up.
 
-Default for SAT (sat.md §2): batch-area loss on/off × normalization loss on/off
+Default for SAT (its three losses, docs/methods.md): batch-area loss on/off × normalization loss on/off
 (`method.hparams.use_area_loss` / `use_norm_loss`), and an `area_threshold` sweep. The engine's
 embedded default run layer (wsolbench/engine/default_run.yaml, tiny backbones) applies to the
-datasets its plan names (synthetic); other datasets use the method cards' recipes.
+datasets its plan names (synthetic); other datasets use the papers' recipes (docs/methods.md).
 """
 
 from __future__ import annotations

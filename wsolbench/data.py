@@ -1,6 +1,6 @@
 """The common dataset layer: wsolevaluation metadata, evaluation frames, loaders, few-shot subsets.
 
-Our internal format *is* the wsolevaluation metadata (datasets.md §2): per split a folder with
+Our internal format *is* the wsolevaluation metadata (docs/datasets.md): per split a folder with
 `image_ids.txt`, `class_labels.txt`, `image_sizes.txt` and `localization.txt` (boxes as inclusive
 original-pixel corners, or OpenImages mask paths). Every dataset adapter writes this format with
 `write_metadata`, and everything downstream reads it with `read_metadata`, which validates every line.

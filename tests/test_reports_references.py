@@ -41,7 +41,7 @@ def test_numbers_equal_the_cards(refs, method, backbone, dataset, metric, value)
 
 
 def test_own_card_comes_first_and_variants_stay_out_of_lookup(refs) -> None:
-    assert lookup(refs, "ts_cam", "cub", "deit_small_patch16_224")["top1_loc"].source.startswith("TS-CAM official README")
+    assert lookup(refs, "ts_cam", "cub", "deit_small_patch16_224")["top1_loc"].source.startswith("TS-CAM official")
     assert headline(refs, "sat").backbone == "deit_small_patch16_224"
     few_shot = [r.value for r in refs if r.variant.startswith("few_shot")]
     assert few_shot == [70.9, 71.9, 72.6, 72.9]

@@ -1,7 +1,7 @@
 """Published numbers (reports/references.yaml) as flat, checked entries.
 
 Guarantees: every entry has a non-empty `source` and `protocol`, a known dataset and metric key, and a
-float value in [0, 100]; entries keep the file's priority order (a method's own card first), so
+float value in [0, 100]; entries keep the file's priority order (a method's own paper first), so
 `lookup` returns the number a reproduction should be compared against.
 """
 
@@ -93,7 +93,7 @@ def lookup(entries: list[Reference], method: str, dataset: str, backbone: str | 
 
 
 def headline(entries: list[Reference], method: str) -> Reference | None:
-    """The method's first main-result entry (its own card's headline row), or None when it has none."""
+    """The method's first main-result entry (its own paper's headline row), or None when it has none."""
     for entry in entries:
         if entry.method == method and not entry.variant:
             return entry

@@ -465,7 +465,7 @@ class EvalFrame:
 
 
 def train_transform(resize: int = 256, crop: int = 224) -> T.Compose:
-    """The WSOL train augmentation of every card: square resize, random crop, flip, normalize."""
+    """The WSOL train augmentation of every official recipe: square resize, random crop, flip, normalize."""
     return T.Compose(
         [
             T.Resize((resize, resize)),

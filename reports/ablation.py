@@ -30,6 +30,7 @@ import pandas as pd
 from wsolbench.config import ConfigError, parse_set
 from wsolbench.data import atomic_write_text
 from wsolbench.engine.distributed import is_main_process
+from wsolbench.errors import BadFileError
 from wsolbench.results import RunDir
 
 from . import plots
@@ -168,19 +169,19 @@ def find_manifest(runs_dir: Path) -> Path | None:
 
 
 def load_manifest(path: Path) -> dict[str, Any]:
-    """The manifest with run paths made absolute; ValueError names the missing key."""
+    """The manifest with run paths made absolute; BadFileError names the missing key."""
     try:
         data = json.loads(Path(path).read_text())
     except json.JSONDecodeError as error:
-        raise ValueError(f"{path}: not valid JSON: {error}") from None
+        raise BadFileError(f"{path}: not valid JSON: {error}") from None
     for key in ("method", "dataset", "experiment", "studies"):
         if key not in data:
-            raise ValueError(f"{path}: missing key {key!r}")
+            raise BadFileError(f"{path}: missing key {key!r}")
     for s, study in enumerate(data["studies"]):
         for c, cell in enumerate(study.get("cells", [])):
             for key in ("label", "values", "runs"):
                 if key not in cell:
-                    raise ValueError(f"{path}: studies[{s}].cells[{c}] has no {key!r}")
+                    raise BadFileError(f"{path}: studies[{s}].cells[{c}] has no {key!r}")
             cell["runs"] = [str(Path(path).parent / r) for r in cell["runs"]]
     return data
 

@@ -11,7 +11,7 @@ from wsolbench.engine.distributed import is_main_process
 from wsolbench.errors import WsolbenchError
 from wsolbench.registry import DATASETS, METHODS, REPORTS
 
-USER_ERRORS = (WsolbenchError, FileNotFoundError, ValueError)
+USER_ERRORS = (WsolbenchError,)
 
 
 class FriendlyGroup(click.Group):

@@ -17,11 +17,12 @@ from torchvision import transforms as T
 
 from wsolbench.config import ExperimentConfig
 from wsolbench.data import IMAGENET_MEAN, IMAGENET_STD, Metadata, PreparedDataset, WSOLDataset, collate
-from wsolbench.engine.distributed import DistInfo, all_reduce_sum_
+from wsolbench.engine.distributed import DistInfo, all_gather_object, all_reduce_sum_
 from wsolbench.method import WSOLMethod
 from wsolbench.metrics.accumulators import BoxAccumulator, MaskAccumulator, MetricResult
 from wsolbench.metrics.boxes import sweep_boxes
 from wsolbench.metrics.maps import prepare_maps
+from wsolbench.metrics.per_image import PerImage, concat
 from wsolbench.metrics.protocols import EvalProtocol, get_protocol, threshold_list
 
 SAMPLE_COUNT = 8
@@ -65,8 +66,12 @@ def accumulate(
     metadata: Metadata,
     config: ExperimentConfig,
     info: DistInfo,
+    record_images: bool = False,
 ) -> BoxAccumulator | MaskAccumulator:
-    """Evaluate this rank's shard and return the accumulator with counts summed over all ranks."""
+    """Evaluate this rank's shard and return the accumulator with counts summed over all ranks.
+
+    With `record_images` (box splits), the accumulator also records per-image results, which
+    `gather_per_image` collects from every rank."""
     protocol = eval_protocol(config)
     thresholds = threshold_list(config.eval.cam_curve_interval)
     if metadata.kind == "labels":
@@ -75,7 +80,8 @@ def accumulate(
     accumulator = (
         MaskAccumulator(protocol, thresholds)
         if masks
-        else BoxAccumulator(protocol, thresholds, iou_thresholds=tuple(config.eval.iou_thresholds))
+        else BoxAccumulator(protocol, thresholds, iou_thresholds=tuple(config.eval.iou_thresholds),
+                            record_images=record_images)
     )
     indices = list(range(info.rank, len(metadata), info.world_size))
     frame_loader = _loader(WSOLDataset(prepared, metadata, frame=protocol.frame), indices, config)
@@ -99,10 +105,17 @@ def accumulate(
             views = next(crops)["image"].to(device)  # (B, 10, 3, S, S)
             flat = model(views.flatten(0, 1)).logits.float()
             logits = flat.softmax(-1).view(len(labels), views.shape[1], -1).mean(1)
-        accumulator.update(maps, batch["boxes"], labels.cpu(), logits.float().cpu())
+        accumulator.update_prepared(prepare_maps(protocol, maps), batch["boxes"], labels.cpu(),
+                                    logits.float().cpu(), names=batch["image_id"])
     model.train(was_training)
     accumulator.reduce(lambda counts: all_reduce_sum_(counts, info))
     return accumulator
+
+
+def gather_per_image(accumulator: BoxAccumulator, metadata: Metadata, info: DistInfo) -> PerImage:
+    """Every rank's recorded images, in the order of `metadata` (a collective call under DDP)."""
+    parts = all_gather_object(accumulator.per_image(), info)
+    return concat(parts).aligned_to(np.asarray(metadata.image_ids, dtype=str), "evaluation shards")
 
 
 def score(

@@ -4,7 +4,7 @@
     run_dirs = execute(configs, resume=False)
 
 Each run writes `<output_dir>/<experiment>/<dataset>/<method>-<protocol>-seed<k>/` (config.yaml,
-log.jsonl, checkpoints/{last,best}.pt, metrics.json, curves.csv, samples.npz; few_shot_ids.txt
+log.jsonl, checkpoints/{last,best}.pt, metrics.json, curves.csv, samples.npz, per_image.npz; few_shot_ids.txt
 under few_shot). Under torchrun every rank executes the same plan; only rank 0 writes.
 """
 
@@ -38,6 +38,7 @@ from wsolbench.engine.distributed import DistInfo
 from wsolbench.engine.evaluate import (
     accumulate,
     curves_frame,
+    gather_per_image,
     qualitative_samples,
     result_entry,
     score,
@@ -46,6 +47,7 @@ from wsolbench.engine.evaluate import (
 from wsolbench.engine.protocols import count_trainable, trainable_groups, training_images
 from wsolbench.engine.train import Trainer, amp_dtype, micro_batch_size
 from wsolbench.method import WSOLMethod, create_method
+from wsolbench.metrics.per_image import save as save_per_image
 from wsolbench.registry import DATASETS, METHODS
 from wsolbench.results import RunDir, run_path
 
@@ -304,7 +306,8 @@ def evaluate_into(
     extra: dict[str, Any] | None = None,
     protocol_name: str | None = None,
 ) -> None:
-    """Evaluate val (oracle-test) and test, then write metrics.json, curves.csv and samples.npz.
+    """Evaluate val (oracle-test) and test, then write metrics.json, curves.csv, samples.npz and, for
+    box datasets, per_image.npz (the test images' results; wsolbench.metrics.per_image).
 
     Test is always scored under oracle-test (labelled so); `threshold_policy: val` adds test scored
     at the thresholds chosen on val, `fixed` adds test at `eval.thresholds`.
@@ -315,7 +318,9 @@ def evaluate_into(
             val_result = score(accumulate(model, prepared, val_meta, config, info), "oracle-test")
         entries.append(result_entry("val", config, "oracle-test", checkpoint, val_result))
         curves.append(curves_frame("val", config, "oracle-test", val_result))
-    test_acc = accumulate(model, prepared, test_meta, config, info)
+    boxes = test_meta.kind != "masks"
+    test_acc = accumulate(model, prepared, test_meta, config, info, record_images=boxes)
+    per_image = gather_per_image(test_acc, test_meta, info) if boxes else None
     oracle = score(test_acc, "oracle-test")
     entries.append(result_entry("test", config, "oracle-test", checkpoint, oracle))
     curves.append(curves_frame("test", config, "oracle-test", oracle))
@@ -349,6 +354,8 @@ def evaluate_into(
     with open(tmp, "wb") as handle:
         np.savez_compressed(handle, **samples)
     os.replace(tmp, run.path / "samples.npz")
+    if per_image is not None:
+        save_per_image(per_image, run.path / "per_image.npz")
     run.write_json("metrics.json", metrics)  # last: its presence marks a finished run
 
 

@@ -22,6 +22,8 @@ import numpy as np
 
 from wsolbench.data import EvalFrame, Metadata, atomic_write_text, mask_label_map, read_metadata
 from wsolbench.metrics.accumulators import BoxAccumulator, MaskAccumulator
+from wsolbench.metrics.per_image import PerImage, concat
+from wsolbench.metrics.per_image import save as save_per_image
 from wsolbench.metrics.protocols import get_protocol, threshold_list
 
 METRICS = ("maxboxacc", "maxboxaccv2", "pxap")
@@ -53,20 +55,20 @@ def load_scoremap(scoremaps: Path, image_id: str) -> np.ndarray:
     return scoremap
 
 
-def _score_chunk(task: tuple) -> dict[str, np.ndarray]:
-    """Counts of one chunk of images (runs in a worker process)."""
-    scoremaps, metric, thresholds, iou_thresholds, mask_root, items = task
+def _score_chunk(task: tuple) -> tuple[dict[str, np.ndarray], PerImage | None]:
+    """Counts of one chunk of images, and its per-image results when asked (runs in a worker process)."""
+    scoremaps, metric, thresholds, iou_thresholds, mask_root, items, labels, record = task
     protocol = get_protocol("wsolevaluation", crop_size=SIZE)
     ids = [image_id for image_id, _ in items]
     maps = np.stack([load_scoremap(scoremaps, image_id) for image_id in ids])
     if metric == "pxap":
         acc: Any = MaskAccumulator(protocol, thresholds)
-        labels = np.stack([mask_label_map(entry, mask_root, protocol.frame) for _, entry in items])
-        acc.update_prepared(maps, labels, names=ids)
-    else:
-        acc = BoxAccumulator(protocol, thresholds, iou_thresholds)
-        acc.update_prepared(maps, [gt for _, gt in items], np.zeros(len(items), np.int64), names=ids)
-    return acc.counts()
+        label_maps = np.stack([mask_label_map(entry, mask_root, protocol.frame) for _, entry in items])
+        acc.update_prepared(maps, label_maps, names=ids)
+        return acc.counts(), None
+    acc = BoxAccumulator(protocol, thresholds, iou_thresholds, record_images=record)
+    acc.update_prepared(maps, [gt for _, gt in items], labels, names=ids)
+    return acc.counts(), acc.per_image() if record else None
 
 
 def _items(metadata: Metadata, metric: str, mask_root: Path | None, where: Path) -> list[tuple[str, Any]]:
@@ -99,10 +101,17 @@ def score(
     iou_thresholds: Sequence[int] = (30, 50, 70),
     mask_root: str | Path | None = None,
     workers: int | None = None,
+    per_image_output: str | Path | None = None,
 ) -> dict[str, Any]:
-    """The score record: metric, value, per_iou, thresholds (τ per δ), policy, num_images, ... (percent)."""
+    """The score record: metric, value, per_iou, thresholds (τ per δ), policy, num_images, ... (percent).
+
+    With `per_image_output` (box metrics), the images' labels and IoU codes are also written there as
+    a per_image.npz (no predicted classes: saved maps come without logits).
+    """
     if metric not in METRICS:
         raise ValueError(f"unknown metric {metric!r}; valid: {', '.join(METRICS)}")
+    if per_image_output is not None and metric == "pxap":
+        raise ValueError("--per-image records box IoUs; it goes with --metric maxboxacc or maxboxaccv2")
     scoremaps, metadata_dir = Path(scoremaps), Path(metadata_dir)
     thresholds = threshold_list(cam_curve_interval)
     metadata = read_metadata(metadata_dir)
@@ -118,6 +127,8 @@ def score(
             tuple(iou_thresholds),
             None if mask_root is None else Path(mask_root),
             items[k : k + CHUNK],
+            np.array([metadata.labels[image_id] for image_id, _ in items[k : k + CHUNK]], np.int64),
+            per_image_output is not None,
         )
         for k in range(0, len(items), CHUNK)
     ]
@@ -133,9 +144,11 @@ def score(
         if metric == "pxap"
         else BoxAccumulator(protocol, thresholds, iou_thresholds)
     )
-    for counts in chunks:
+    for counts, _ in chunks:
         for key, array in acc.counts().items():
             array += counts[key]
+    if per_image_output is not None:
+        save_per_image(concat([part for _, part in chunks]), per_image_output)
     result = acc.result("oracle-test")
     record: dict[str, Any] = {"metric": metric}
     if metric == "pxap":

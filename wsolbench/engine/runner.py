@@ -50,6 +50,7 @@ from wsolbench.method import WSOLMethod, create_method
 from wsolbench.metrics.per_image import save as save_per_image
 from wsolbench.registry import DATASETS, METHODS
 from wsolbench.results import RunDir, run_path
+from wsolbench.stats.runs import run_intervals
 
 DEFAULT_RUN = Path(__file__).with_name("default_run.yaml")
 SUMMARY_COLUMNS = {
@@ -394,7 +395,11 @@ def evaluate_checkpoint(config: ExperimentConfig, checkpoint: Path, output: Path
 
 
 def summary_table(paths: list[Path]) -> pd.DataFrame:
-    """One row per run: method, dataset, protocol, seed and the test metrics under its threshold policy."""
+    """One row per run: method, dataset, protocol, seed and the test metrics under its threshold policy.
+
+    Where the run has per-image results, each metric column `X` is followed by `X ±`: the half-width
+    of its 95 % bootstrap interval over the test images (wsolbench.stats).
+    """
     rows = []
     for path in paths:
         data = json.loads((Path(path) / "metrics.json").read_text())
@@ -404,20 +409,33 @@ def summary_table(paths: list[Path]) -> pd.DataFrame:
         entry = next((e for e in tests if e["threshold_policy"] == policy), tests[0])
         row = {"method": data["method"], "dataset": data["dataset"], "protocol": data["protocol"],
                "seed": data["seed"], "eval": f"{entry['eval_protocol']}/{entry['threshold_policy']}"}
+        intervals = run_intervals(Path(path), policy)
         for key, column in SUMMARY_COLUMNS.items():
             if key in entry["metrics"]:
                 row[column] = round(float(entry["metrics"][key]), 2)
+                if intervals is not None and key in intervals:
+                    row[f"{column} ±"] = round(intervals[key].half_width, 2)
         rows.append(row)
     return pd.DataFrame(rows)
 
 
 def markdown_table(frame: pd.DataFrame) -> str:
-    columns = list(frame.columns)
+    """The summary as Markdown; a column `X ±` is shown inside `X` as `value ± half-width`, with a note."""
+    columns = [c for c in frame.columns if not str(c).endswith(" ±")]
     lines = ["| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
+
+    def text(value: Any) -> str:
+        return "" if pd.isna(value) else (f"{value:.2f}" if isinstance(value, float) else str(value))
+
     for _, row in frame.iterrows():
-        cells = ["" if pd.isna(row[c]) else (f"{row[c]:.2f}" if isinstance(row[c], float) else str(row[c]))
-                 for c in columns]
+        cells = []
+        for c in columns:
+            half = row.get(f"{c} ±")
+            cells.append(text(row[c]) + ("" if half is None or pd.isna(half) else f" ± {half:.2f}"))
         lines.append("| " + " | ".join(cells) + " |")
+    if len(columns) < len(frame.columns):
+        lines += ["", "± : half-width of the 95 % bootstrap interval over the test images (1,000 resamples; "
+                      "τ re-selected in each resample under oracle-test, held under val)."]
     return "\n".join(lines) + "\n"
 
 

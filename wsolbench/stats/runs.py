@@ -20,7 +20,7 @@ from wsolbench.errors import WsolbenchError
 from wsolbench.metrics import per_image
 from wsolbench.results import find_runs
 
-from .bootstrap import Difference, Scored, arm_draws, difference, point_values
+from .bootstrap import Difference, Interval, Scored, arm_draws, difference, intervals, point_values
 
 PER_IMAGE_FILE = "per_image.npz"
 METRIC_ORDER = ("maxboxaccv2", "maxboxacc", "gt_known_loc", "top1_loc", "top5_loc", "top1_cls", "top5_cls",
@@ -86,6 +86,14 @@ def load_scored(run: Path, policy: str | None = None) -> Scored:
     if policy == "fixed":
         return Scored(results, "fixed", {k: float(v) for k, v in entry_for(run, "fixed")["thresholds"].items()})
     raise CompareError(f"unknown threshold policy {policy!r}; valid: oracle-test, val, fixed")
+
+
+def run_intervals(run: Path, policy: str | None = None, resamples: int = 1000, seed: int = 0
+                  ) -> dict[str, Interval] | None:
+    """Every metric of the run with its 95 % bootstrap interval; None when it has no per-image results."""
+    if not (run / PER_IMAGE_FILE).is_file():
+        return None
+    return intervals(load_scored(run, policy), resamples=resamples, seed=seed)
 
 
 def arms_from_paths(paths: list[str | Path], policy: str | None = None) -> list[Arm]:

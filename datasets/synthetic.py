@@ -47,7 +47,7 @@ CUES = ("stripes", "checks")
 CLASSES = tuple(
     f"{s * len(CUES) + c:02d}_{shape}_{cue}" for s, shape in enumerate(SHAPES) for c, cue in enumerate(CUES)
 )
-PER_CLASS = {"train": 60, "val": 5, "test": 40}
+PER_CLASS = {"train": 100, "val": 10, "test": 40}
 SPLIT_CODE = {"train": 0, "val": 1, "test": 2}
 # The bright cue colour of each class (hues 36 degrees apart), drawn against CUE_DARK.
 CUE_COLORS = tuple(

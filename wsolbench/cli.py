@@ -201,13 +201,15 @@ def run(methods: str | None, datasets: str | None, protocols: str | None, seeds:
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Output folder [RUNS_DIR/report].")
 @click.option("--protocol", default=None, help="Eval protocol entry to tabulate [each run's own].")
 @click.option("--threshold-policy", default=None, help="Threshold policy entry to tabulate [each run's own].")
+@click.option("--intervals", is_flag=True,
+              help="Show ± the 95 % bootstrap half-width (test images and seeds) instead of the seed std.")
 def report(runs_dir: Path, style: str, with_paper: bool, out: Path | None, protocol: str | None,
-           threshold_policy: str | None) -> None:
+           threshold_policy: str | None, intervals: bool) -> None:
     """Tables (Markdown printed; .tex/.csv/.md), figures (PNG+PDF) and index.html for RUNS_DIR."""
     from wsolbench.reports.report import build_report
 
     result = build_report(runs_dir, style=style, with_paper=with_paper, out=out, protocol=protocol,
-                          threshold_policy=threshold_policy)
+                          threshold_policy=threshold_policy, intervals=intervals)
     click.echo(result.markdown)
     click.echo(f"report written to {result.out / 'index.html'} ({len(result.files)} files)")
 

@@ -44,9 +44,12 @@ def run_values(run: Path, eval_protocol: str) -> dict[str, tuple[float, float | 
 def threshold_table(selected: pd.DataFrame) -> Table | None:
     """Rows = runs (method, backbone, variant, seed); per dataset and metric: oracle, val, gap."""
     rows, present = [], set()
-    for run in runs_of(selected).itertuples(index=False):
+    runs = runs_of(selected)
+    several = runs["experiment"].nunique() > 1
+    for run in runs.itertuples(index=False):
         values = run_values(Path(run.run_dir), run.eval_protocol)
         labels = [plots.label(run.method, run.backbone, run.variant), str(run.seed)]
+        labels = [str(run.experiment), *labels] if several else labels
         row = Row(run.method, None, labels=labels)
         for metric in METRICS:
             if metric not in values:
@@ -63,7 +66,8 @@ def threshold_table(selected: pd.DataFrame) -> Table | None:
         return None
     order = {f"{metric_name(m, STYLE)} {p}": (i, j) for i, m in enumerate(METRICS) for j, p in enumerate(PARTS)}
     columns = sorted(present, key=lambda c: (c[0], order[c[1]]))
-    return Table(columns, rows, STYLE, label_columns=["Run", "Seed"], notes=[
+    headers = (["Experiment"] if several else []) + ["Run", "Seed"]
+    return Table(columns, rows, STYLE, label_columns=headers, notes=[
         "Test split. oracle τ: τ chosen on the test images themselves (what papers report); val τ: τ chosen "
         "on the val split (train-fullsup) and applied to test; gap = oracle − val, the optimism of choosing "
         "τ on the evaluated images."])

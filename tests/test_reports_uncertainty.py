@@ -7,13 +7,13 @@ import shutil
 
 import pytest
 from engine_toy import TOY, make_dataset, overrides
-
-from wsolbench.engine.runner import execute, plan_runs
 from wsolbench.reports.report import build_report
 from wsolbench.reports.runs import load_run_frame
 from wsolbench.reports.tables import PAPER, TIE_MARK, build_table, select_entries, to_latex, to_markdown
 from wsolbench.reports.thresholds import run_values, threshold_curves, threshold_table
 from wsolbench.reports.uncertainty import annotate, half_width
+
+from wsolbench.engine.runner import execute, plan_runs
 from wsolbench.stats.bootstrap import point_values
 from wsolbench.stats.runs import arms_from_paths, compare_arms, load_scored, run_intervals
 

@@ -4,8 +4,9 @@ Ten classes = five silhouettes (ellipse, rectangle, triangle, diamond, cross) x 
 (stripes, checks). The silhouette spans the whole object, but the class cue (the texture, drawn in a
 colour of the class's own against a dark one) covers only one end of it (45% of its extent, on a
 random side), while the rest of the body is a random plain colour: a classifier can succeed by looking
-at the cue alone, which is the partial-activation failure WSOL methods are meant to fix. The cue's
-colour makes the classes learnable by tiny models trained from scratch in a few epochs. Objects vary in scale,
+at the cue alone, which is the partial-activation failure WSOL methods are meant to fix. Bodies and
+distractors are muted (halfway to grey), so the saturated cue colour alone names the class, which
+makes the task learnable by tiny models trained from scratch in a few epochs. Objects vary in scale,
 aspect, position and orientation; a quarter of the images hold two instances of the class (two GT
 boxes); backgrounds are noisy gradients with plain and dotted distractor blobs.
 
@@ -120,9 +121,14 @@ def _place(rng: np.random.Generator, count: int) -> list[tuple[int, int, int, in
 
 def _distinct_color(rng: np.random.Generator, avoid: np.ndarray, margin: float) -> np.ndarray:
     while True:
-        color = rng.uniform(0, 255, 3)
+        color = _muted(rng.uniform(0, 255, 3))
         if np.abs(color - avoid).sum() > margin:
             return color
+
+
+def _muted(color: np.ndarray) -> np.ndarray:
+    """Halfway to its own grey: body and distractor colours stay less saturated than every class cue."""
+    return (color + color.mean()) / 2
 
 
 def render(seed: int, split: str, index: int) -> Sample:
@@ -148,7 +154,7 @@ def render(seed: int, split: str, index: int) -> Sample:
             region = (np.abs(xx - cx) <= r * 1.5) & (np.abs(yy - cy) <= 1)
         else:
             region = (np.abs(xx - cx) <= r) & (np.abs(yy - cy) <= r) & (xx % 3 == 0) & (yy % 3 == 0)
-        image[region] = rng.uniform(0, 255, 3)
+        image[region] = _muted(rng.uniform(0, 255, 3))
 
     count = 2 if rng.uniform() < TWO_INSTANCE_PROBABILITY else 1
     masks, boxes = [], []

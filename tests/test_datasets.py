@@ -62,7 +62,7 @@ def test_synthetic_layout_and_sizes(synthetic_root: Path) -> None:
     assert info["version"] == synthetic.VERSION and info["seed"] == 0 and info["image_root"] == "images"
     assert dataset.num_classes == 10 and dataset.image_root == synthetic_root / "images"
     counts = {split: len(dataset.split(split)) for split in ("train", "val", "test")}
-    assert counts == {"train": 600, "val": 50, "test": 400}
+    assert counts == {"train": 1000, "val": 100, "test": 400}
     test = dataset.split("test")
     assert test.image_ids[0] == "test/00_ellipse_stripes/test_0000.png"
     assert sorted(set(test.labels.values())) == list(range(10))
@@ -82,7 +82,7 @@ def test_synthetic_deterministic_bytes(synthetic_root: Path, tmp_path: Path) -> 
     with pytest.warns(UserWarning, match="synthetic version 0 seed 0 replaced by version 2 seed 0"):
         again = synthetic.SyntheticAdapter(seed=0).prepare(None, stale).root
     first, second = _tree(synthetic_root), _tree(again)
-    assert first.keys() == second.keys() and len(first) == 1050 + 13
+    assert first.keys() == second.keys() and len(first) == 1500 + 13
     assert all(first[k] == second[k] for k in first)
     other = synthetic.render(1, "test", 0).image
     assert not np.array_equal(other, synthetic.render(0, "test", 0).image)

@@ -80,3 +80,13 @@ def test_report_cli_path_writes_the_threshold_section(runs, tmp_path):
     assert "MaxBoxAccV2 gap" in result.markdown
     assert (tmp_path / "rep" / "thresholds_synthetic.png").is_file()
     assert "Threshold choice" in (tmp_path / "rep" / "index.html").read_text()
+
+
+def test_report_cli_intervals_flag(runs, tmp_path):
+    from click.testing import CliRunner
+
+    from wsolbench.cli import main
+
+    result = CliRunner().invoke(main, ["report", str(runs[0].parents[2]), "--intervals", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert "half-width of the 95 % bootstrap interval" in result.output

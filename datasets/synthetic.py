@@ -1,10 +1,12 @@
 """`synthetic`: the built-in, generated WSOL dataset (no download; the default for runs and tests).
 
 Ten classes = five silhouettes (ellipse, rectangle, triangle, diamond, cross) x two cue textures
-(stripes, checks). The silhouette spans the whole object, but the texture that separates the two
-classes of a silhouette covers only one end of it (45% of its extent, on a random side), while the
-rest of the body is a random plain colour: a classifier can succeed by looking at the cue alone,
-which is the partial-activation failure WSOL methods are meant to fix. Objects vary in scale,
+(stripes, checks). The silhouette spans the whole object, but the class cue (the texture, drawn in a
+colour of the class's own against a dark one) covers only one end of it (45% of its extent, on a
+random side), while the rest of the body is a random plain colour: a classifier can succeed by looking
+at the cue alone, which is the partial-activation failure WSOL methods are meant to fix. Bodies and
+distractors are muted (halfway to grey), so the saturated cue colour alone names the class, which
+makes the task learnable by tiny models trained from scratch in a few epochs. Objects vary in scale,
 aspect, position and orientation; a quarter of the images hold two instances of the class (two GT
 boxes); backgrounds are noisy gradients with plain and dotted distractor blobs.
 
@@ -39,16 +41,22 @@ from wsolbench.registry import register_dataset
 
 from ._build import staged
 
-VERSION = "1"
+VERSION = "2"
 SIZE = 64
 SHAPES = ("ellipse", "rectangle", "triangle", "diamond", "cross")
 CUES = ("stripes", "checks")
 CLASSES = tuple(
     f"{s * len(CUES) + c:02d}_{shape}_{cue}" for s, shape in enumerate(SHAPES) for c, cue in enumerate(CUES)
 )
-PER_CLASS = {"train": 60, "val": 5, "test": 20}
+PER_CLASS = {"train": 100, "val": 10, "test": 40}
 SPLIT_CODE = {"train": 0, "val": 1, "test": 2}
-CUE_COLORS = (np.array([240.0, 215.0, 40.0]), np.array([25.0, 25.0, 25.0]))
+# The bright cue colour of each class (hues 36 degrees apart), drawn against CUE_DARK.
+CUE_COLORS = tuple(
+    np.array(colour, dtype=np.float64)
+    for colour in ((240, 40, 40), (240, 150, 30), (230, 230, 40), (120, 240, 40), (40, 240, 110),
+                   (40, 230, 230), (40, 120, 240), (110, 40, 240), (230, 40, 230), (240, 40, 130))
+)
+CUE_DARK = np.array([25.0, 25.0, 25.0])
 CUE_FRACTION = 0.45
 TWO_INSTANCE_PROBABILITY = 0.25
 
@@ -113,9 +121,14 @@ def _place(rng: np.random.Generator, count: int) -> list[tuple[int, int, int, in
 
 def _distinct_color(rng: np.random.Generator, avoid: np.ndarray, margin: float) -> np.ndarray:
     while True:
-        color = rng.uniform(0, 255, 3)
+        color = _muted(rng.uniform(0, 255, 3))
         if np.abs(color - avoid).sum() > margin:
             return color
+
+
+def _muted(color: np.ndarray) -> np.ndarray:
+    """Halfway to its own grey: body and distractor colours stay less saturated than every class cue."""
+    return (color + color.mean()) / 2
 
 
 def render(seed: int, split: str, index: int) -> Sample:
@@ -141,7 +154,7 @@ def render(seed: int, split: str, index: int) -> Sample:
             region = (np.abs(xx - cx) <= r * 1.5) & (np.abs(yy - cy) <= 1)
         else:
             region = (np.abs(xx - cx) <= r) & (np.abs(yy - cy) <= r) & (xx % 3 == 0) & (yy % 3 == 0)
-        image[region] = rng.uniform(0, 255, 3)
+        image[region] = _muted(rng.uniform(0, 255, 3))
 
     count = 2 if rng.uniform() < TWO_INSTANCE_PROBABILITY else 1
     masks, boxes = [], []
@@ -155,8 +168,8 @@ def render(seed: int, split: str, index: int) -> Sample:
         coord = (xx - x) / w if side < 2 else (yy - y) / h
         end = coord < CUE_FRACTION if side % 2 == 0 else coord >= 1 - CUE_FRACTION
         pattern = (yy // 2) % 2 == 0 if cue == "stripes" else ((xx // 2) + (yy // 2)) % 2 == 0
-        image[mask & end & pattern] = CUE_COLORS[0]
-        image[mask & end & ~pattern] = CUE_COLORS[1]
+        image[mask & end & pattern] = CUE_COLORS[label]
+        image[mask & end & ~pattern] = CUE_DARK
         rows, cols = np.nonzero(mask)
         masks.append(mask)
         boxes.append((int(cols.min()), int(rows.min()), int(cols.max()), int(rows.max())))

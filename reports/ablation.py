@@ -48,6 +48,7 @@ from .tables import (
     to_latex,
     to_markdown,
 )
+from .uncertainty import half_width
 
 MANIFEST = "ablation.json"
 BAR_METRICS = ("maxboxaccv2", "pxap", "gt_known_loc", "top1_loc", "top1_cls")
@@ -236,6 +237,7 @@ def write_outputs(manifest: dict[str, Any], out: Path, style: TableStyle) -> Abl
     atomic_write_text(files[2], "\n".join(to_latex(t) for t in tables))
     figures = []
     for k, (study, table) in enumerate(zip(manifest["studies"], tables, strict=False)):
+        row_of = {id(cell): row for cell, row in zip(study["cells"], table.rows, strict=True)}
         metric = next((m for m in BAR_METRICS if any(c[1] == m for c in table.columns)), None)
         if metric is None:
             continue
@@ -243,9 +245,12 @@ def write_outputs(manifest: dict[str, Any], out: Path, style: TableStyle) -> Abl
         present = [r for r in table.rows if column in r.cells]
         names = ["\n".join(f"{k}={v}" for k, v in zip(table.label_columns, r.labels, strict=True))
                  for r in present]
+        cells_with_runs = [c for c in study["cells"] if column in row_of[id(c)].cells]
+        widths = [half_width(c["runs"], metric) for c in cells_with_runs]
+        errors = [w if w is not None else r.cells[column].std for w, r in zip(widths, present, strict=True)]
+        bars = "95 % bootstrap interval" if all(w is not None for w in widths) else "seed std"
         figures.append(plots.bar_chart(
-            names, [r.cells[column].mean for r in present],
-            [r.cells[column].std for r in present], f"{metric_name(metric, style)} (%)",
-            f"{title}: {study['name']} ({', '.join(table.label_columns)})", out, f"ablation_{k}"))
+            names, [r.cells[column].mean for r in present], errors, f"{metric_name(metric, style)} (%)",
+            f"{title}: {study['name']} ({', '.join(table.label_columns)}); bars ± {bars}", out, f"ablation_{k}"))
     files += [f for png in figures for f in (png, png.with_suffix(".pdf"))]
     return AblationOutput(markdown, tables, figures, files)

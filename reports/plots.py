@@ -19,6 +19,7 @@ import pandas as pd  # noqa: E402
 
 from .runs import loss_terms  # noqa: E402
 from .tables import BACKBONE_NAMES, DATASET_NAMES, METHOD_NAMES, METRIC_NAMES  # noqa: E402
+from .uncertainty import half_width  # noqa: E402
 
 CURVE_METRICS = ("gt_known_loc", "maxboxaccv2", "pxap")  # first present is plotted in few-shot / PE curves
 
@@ -195,13 +196,15 @@ def _curve_metric(frame: pd.DataFrame) -> str | None:
 
 
 def few_shot_curves(selected: pd.DataFrame, out_dir: Path) -> list[Path]:
-    """Metric vs images per class for few-shot runs (mean ± std over seeds); full-data runs of the same
-    method are drawn as a dashed level."""
+    """Metric vs images per class for few-shot runs (mean over seeds ± the 95 % bootstrap half-width over
+    test images and seeds, or ± the seed std where runs have no per-image results); full-data runs of
+    the same method are drawn as a dashed level."""
     return _protocol_curves(selected, "few_shot", "shots", "images per class", "few_shot", out_dir)
 
 
 def parameter_efficient_curves(selected: pd.DataFrame, out_dir: Path) -> list[Path]:
-    """Metric vs trainable parameters (log x) for parameter-efficient runs; full runs as dashed levels."""
+    """Metric vs trainable parameters (log x) for parameter-efficient runs, error bars as in
+    few_shot_curves; full runs as dashed levels."""
     return _protocol_curves(selected, "parameter_efficient", "trainable_params", "trainable parameters",
                             "parameter_efficient", out_dir)
 
@@ -216,11 +219,17 @@ def _protocol_curves(selected: pd.DataFrame, protocol: str, x: str, xlabel: str,
         fig, ax = plt.subplots(figsize=(4.8, 3.6))
         points = data[data["metric"] == metric].copy()
         points["value"] = pd.to_numeric(points["value"])
+        kinds = set()
         for (method, backbone), line in points.groupby(["method", "backbone"], dropna=False, sort=True):
             stats = line.groupby(x)["value"].agg(["mean", "std"]).sort_index()
+            errors = []
+            for value, group in line.groupby(x, sort=True):
+                width = half_width(group["run_dir"].tolist(), metric, group["threshold_policy"].tolist())
+                kinds.add("95 % bootstrap interval" if width is not None else "seed std")
+                errors.append(width if width is not None else stats.loc[value, "std"])
             name = label(method, backbone)
-            ax.errorbar(stats.index, stats["mean"], yerr=stats["std"].fillna(0.0), marker="o", capsize=3,
-                        label=name)
+            ax.errorbar(stats.index, stats["mean"], yerr=np.nan_to_num(np.asarray(errors, float)), marker="o",
+                        capsize=3, label=name)
             full = selected[(selected["protocol"] == "full") & (selected["dataset"] == dataset)
                             & (selected["method"] == method) & (selected["metric"] == metric)]
             if not full.empty:
@@ -230,7 +239,8 @@ def _protocol_curves(selected: pd.DataFrame, protocol: str, x: str, xlabel: str,
             ax.set_xscale("log")
         ax.set_xlabel(xlabel)
         ax.set_ylabel(f"{METRIC_NAMES.get(metric, metric)} (%)")
-        ax.set_title(f"{_dataset(dataset)}: {protocol.replace('_', '-')}")
+        ax.set_title(f"{_dataset(dataset)}: {protocol.replace('_', '-')} (± {' / '.join(sorted(kinds))})",
+                     fontsize=9)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
         written.append(save(fig, out_dir, f"{stem}_{dataset}"))

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from wsolbench.data import atomic_write_text
 
-from . import ablation, html, plots
+from . import ablation, html, plots, thresholds, uncertainty
 from .references import load_references
 from .runs import load_curves, load_logs, load_run_frame, load_samples
 from .tables import build_table, get_style, published_table, select_entries, to_csv, to_latex, to_markdown
@@ -27,8 +27,12 @@ class Report:
 
 def build_report(runs_dir: str | Path, style: str = "paper", with_paper: bool = False,
                  out: str | Path | None = None, protocol: str | None = None,
-                 threshold_policy: str | None = None) -> Report:
-    """Tables, figures and index.html for every run under `runs_dir` (see the module docstring)."""
+                 threshold_policy: str | None = None, intervals: bool = False) -> Report:
+    """Tables, figures and index.html for every run under `runs_dir` (see the module docstring).
+
+    Cells not significantly different from their column's best are marked (reports.uncertainty);
+    `intervals` shows ± the 95 % bootstrap half-width instead of the seed std.
+    """
     runs_dir = Path(runs_dir)
     out = Path(out) if out is not None else runs_dir / "report"
     table_style = get_style(style)
@@ -36,6 +40,7 @@ def build_report(runs_dir: str | Path, style: str = "paper", with_paper: bool = 
     selected = select_entries(frame, protocol, threshold_policy)
     references = load_references() if with_paper else None
     table = build_table(selected, table_style, references)
+    uncertainty.annotate(table, selected, intervals)
     tables = [table]
     if references is not None:
         published = published_table(references, sorted(set(selected["method"])), table_style)
@@ -43,7 +48,8 @@ def build_report(runs_dir: str | Path, style: str = "paper", with_paper: bool = 
             tables.append(published)
         if not any(row.kind == "paper" for row in table.rows):
             table.notes.append("No published numbers for these datasets and methods; see the table below.")
-    markdown = "\n".join(to_markdown(t) for t in tables)
+    honesty = thresholds.threshold_table(selected)
+    markdown = "\n".join(to_markdown(t) for t in tables + ([honesty] if honesty is not None else []))
     out.mkdir(parents=True, exist_ok=True)
     files = [out / "table.md", out / "table.tex", out / "table.csv"]
     atomic_write_text(files[0], markdown)
@@ -55,6 +61,8 @@ def build_report(runs_dir: str | Path, style: str = "paper", with_paper: bool = 
         html.Section("Results", tables=tables),
         html.Section("Localization curves", figures=plots.boxacc_curves(curves, out)
                      + plots.pxprec_pxrec_curves(curves, out)),
+        html.Section("Threshold choice: test (oracle) vs val", tables=[honesty] if honesty is not None else [],
+                     figures=thresholds.threshold_curves(selected, out)),
         html.Section("Qualitative examples", figures=plots.qualitative_grid(load_samples(selected), out)),
         html.Section("Training", figures=plots.training_curves(load_logs(selected), out)),
         html.Section("Few-shot and parameter-efficient", figures=plots.few_shot_curves(selected, out)

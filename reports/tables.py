@@ -80,6 +80,8 @@ class Cell:
     mean: float
     std: float | None = None  # sample std over seeds; None for one seed or a published number
     n: int = 1
+    half_width: float | None = None  # of the 95 % bootstrap interval (reports.uncertainty)
+    tied: bool = False  # not significantly different from the column's best row
 
 
 @dataclass
@@ -104,6 +106,7 @@ class Table:
     notes: list[str] = field(default_factory=list)
     decimals: int = 2
     label_columns: list[str] | None = None  # headers of Row.labels, when rows carry explicit labels
+    intervals: bool = False  # ± shows the bootstrap half-width instead of the seed std
 
 
 # --------------------------------------------------------------------------- selecting and summarizing
@@ -311,17 +314,27 @@ def best_values(table: Table) -> dict[tuple[str, str], float]:
     return best
 
 
+TIE_MARK = "†"
+
+
 def cell_parts(table: Table, row: Row, column: tuple[str, str]) -> tuple[str, str | None, bool] | None:
-    """(mean text, std text or None, is-best) for a cell, or None when it is empty."""
+    """(mean text, ± text or None, is-best) for a cell, or None when it is empty.
+
+    The ± text is the bootstrap half-width when the table shows intervals, else the seed std; the mean
+    text ends in TIE_MARK when the cell is not significantly different from its column's best.
+    """
     cell = row.cells.get(column)
     if cell is None:
         return None
     d = table.decimals
     if row.kind == "delta":
         return f"{cell.mean:+.{d}f}", None, False
-    std = None if cell.std is None else f"{cell.std:.{d}f}"
+    spread = cell.half_width if table.intervals and cell.half_width is not None else cell.std
+    spread_text = None if spread is None else f"{spread:.{d}f}"
     best = best_values(table).get(column)
-    return f"{cell.mean:.{d}f}", std, best is not None and round(cell.mean, d) == best
+    is_best = best is not None and round(cell.mean, d) == best
+    mark = TIE_MARK if cell.tied and not is_best else ""
+    return f"{cell.mean:.{d}f}{mark}", spread_text, is_best
 
 
 # --------------------------------------------------------------------------- renderers
@@ -351,7 +364,7 @@ def to_markdown(table: Table) -> str:
 LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
                  "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
                  "±": r"$\pm$", "Δ": r"$\Delta$", "−": "--", "–": "--", "≥": r"$\geq$", ">": r"$>$",
-                 "τ": r"$\tau$", "θ": r"$\theta$", "δ": r"$\delta$", "§": r"\S{}"}
+                 "τ": r"$\tau$", "†": r"$^\dagger$", "θ": r"$\theta$", "δ": r"$\delta$", "§": r"\S{}"}
 
 
 def latex_escape(text: str) -> str:
@@ -391,8 +404,10 @@ def to_latex(table: Table) -> str:
                 cells.append("--")
                 continue
             mean, std, best = parts
-            text = (rf"\textbf{{{mean}}}" if best else mean) if std is None else \
-                (rf"$\mathbf{{{mean} \pm {std}}}$" if best else rf"${mean} \pm {std}$")
+            math_mean = mean.replace(TIE_MARK, r"^\dagger")
+            plain = f"${math_mean}$" if math_mean != mean else mean
+            text = (rf"\textbf{{{mean}}}" if best else plain) if std is None else \
+                (rf"$\mathbf{{{mean} \pm {std}}}$" if best else rf"${math_mean} \pm {std}$")
             cells.append(text)
         lines.append(" & ".join([latex_escape(x) for x in row_labels(table, row)] + cells) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]

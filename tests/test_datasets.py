@@ -64,12 +64,12 @@ def test_synthetic_layout_and_sizes(synthetic_root: Path) -> None:
     assert info["version"] == synthetic.VERSION and info["seed"] == 0 and info["image_root"] == "images"
     assert dataset.num_classes == 10 and dataset.image_root == synthetic_root / "images"
     counts = {split: len(dataset.split(split)) for split in ("train", "val", "test")}
-    assert counts == {"train": 600, "val": 50, "test": 200}
+    assert counts == {"train": 1000, "val": 100, "test": 400}
     test = dataset.split("test")
     assert test.image_ids[0] == "test/00_ellipse_stripes/test_0000.png"
     assert sorted(set(test.labels.values())) == list(range(10))
     multi = sum(len(test.boxes[i]) == 2 for i in test.image_ids)
-    assert 20 <= multi <= 80  # about a quarter of the images hold two instances
+    assert 40 <= multi <= 160  # about a quarter of the images hold two instances
     with Image.open(dataset.image_root / test.image_ids[0]) as image:
         assert image.size == (64, 64) and image.mode == "RGB"
 
@@ -81,10 +81,10 @@ def test_synthetic_deterministic_bytes(synthetic_root: Path, tmp_path: Path) -> 
         "name: synthetic\nversion: '0'\nnum_classes: 10\nimage_root: images\nseed: 0\n"
     )
     (stale / "leftover.txt").write_text("from version 0")
-    with pytest.warns(UserWarning, match="synthetic version 0 seed 0 replaced by version 1 seed 0"):
+    with pytest.warns(UserWarning, match="synthetic version 0 seed 0 replaced by version 2 seed 0"):
         again = synthetic.SyntheticAdapter(seed=0).prepare(None, stale).root
     first, second = _tree(synthetic_root), _tree(again)
-    assert first.keys() == second.keys() and len(first) == 850 + 13
+    assert first.keys() == second.keys() and len(first) == 1500 + 13
     assert all(first[k] == second[k] for k in first)
     other = synthetic.render(1, "test", 0).image
     assert not np.array_equal(other, synthetic.render(0, "test", 0).image)
@@ -92,10 +92,10 @@ def test_synthetic_deterministic_bytes(synthetic_root: Path, tmp_path: Path) -> 
 
 def test_synthetic_boxes_match_masks_and_pixels(synthetic_root: Path) -> None:
     test = read_metadata(synthetic_root / "metadata" / "test", 10)
-    for index in range(0, 200, 7):
+    for index in range(0, 400, 7):
         name = test.image_ids[index]
         sample = synthetic.render(0, "test", index)
-        assert test.labels[name] == index // 20
+        assert test.labels[name] == index // 40
         assert test.boxes[name] == sample.boxes
         with Image.open(synthetic_root / "images" / name) as image:
             assert np.array_equal(np.asarray(image), sample.image)
@@ -103,8 +103,9 @@ def test_synthetic_boxes_match_masks_and_pixels(synthetic_root: Path) -> None:
         for mask, (x0, y0, x1, y1) in zip(sample.masks, sample.boxes, strict=True):
             rows, cols = np.nonzero(mask)
             assert (cols.min(), rows.min(), cols.max(), rows.max()) == (x0, y0, x1, y1)
-            # The class cue (yellow/black texture) lies inside the object, on part of it only.
-            cue = np.all(np.abs(sample.image.astype(int) - [240, 215, 40]) < 30, axis=-1) & mask
+            # The class cue (texture in the class's colour) lies inside the object, on part of it only.
+            colour = synthetic.CUE_COLORS[index // 40]
+            cue = np.all(np.abs(sample.image.astype(int) - colour) < 30, axis=-1) & mask
             assert 0 < cue.sum() < 0.5 * mask.sum()
             union += mask
         assert union.max() == 1  # instances never overlap

@@ -7,11 +7,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import torch
 from click.testing import CliRunner
 from engine_toy import TOY, make_dataset, overrides
 
 from wsolbench.cli import main
+from wsolbench.metrics import per_image
 
 HERE = Path(__file__).resolve().parent
 
@@ -39,3 +41,7 @@ def test_ddp_train_and_sharded_evaluation_equal_single_process(tmp_path) -> None
     one = json.loads((tmp_path / "one" / "metrics.json").read_text())["results"]
     assert [e["checkpoint"] for e in sharded] == ["last", "last"]
     assert [{**e, "checkpoint": ""} for e in sharded] == [{**e, "checkpoint": ""} for e in one]
+    sharded_images = per_image.load(path / "per_image.npz")
+    one_images = per_image.load(tmp_path / "one" / "per_image.npz")
+    for field in ("image_ids", "labels", "top5", "iou_v1", "iou_v2"):  # gathered back into metadata order
+        np.testing.assert_array_equal(getattr(sharded_images, field), getattr(one_images, field))

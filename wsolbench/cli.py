@@ -285,13 +285,15 @@ def run(methods: str | None, datasets: str | None, protocols: str | None, seeds:
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Output folder [RUNS_DIR/report].")
 @click.option("--protocol", default=None, help="Eval protocol entry to tabulate [each run's own].")
 @click.option("--threshold-policy", default=None, help="Threshold policy entry to tabulate [each run's own].")
+@click.option("--intervals", is_flag=True,
+              help="Show ± the 95 % bootstrap half-width (test images and seeds) instead of the seed std.")
 def report(runs_dir: Path, style: str, with_paper: bool, out: Path | None, protocol: str | None,
-           threshold_policy: str | None) -> None:
+           threshold_policy: str | None, intervals: bool) -> None:
     """Tables (Markdown printed; .tex/.csv/.md), figures (PNG+PDF) and index.html for RUNS_DIR."""
     from wsolbench.reports.report import build_report
 
     result = build_report(runs_dir, style=style, with_paper=with_paper, out=out, protocol=protocol,
-                          threshold_policy=threshold_policy)
+                          threshold_policy=threshold_policy, intervals=intervals)
     click.echo(result.markdown)
     click.echo(f"report written to {result.out / 'index.html'} ({len(result.files)} files)")
 
@@ -349,8 +351,10 @@ def ablate(method: str, dataset: str, grids: tuple[str, ...], seeds: str, config
               help="Folder the mask paths of localization.txt are relative to (pxap).")
 @click.option("--output", required=True, type=click.Path(path_type=Path, dir_okay=False))
 @click.option("--workers", type=int, default=None, help="Processes (default: all cores).")
+@click.option("--per-image", "per_image", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="Also write every image's IoUs per threshold to this .npz (box metrics; docs/per_image.md).")
 def score(scoremaps: Path, metadata_dir: Path, metric: str, cam_curve_interval: float, iou_thresholds: str,
-          mask_root: Path | None, output: Path, workers: int | None) -> None:
+          mask_root: Path | None, output: Path, workers: int | None, per_image: Path | None) -> None:
     """Score saved maps against a metadata split (oracle-test threshold sweep) and write OUT.json."""
     from wsolbench.metrics.score import score as run_score
     from wsolbench.metrics.score import write_score
@@ -360,8 +364,29 @@ def score(scoremaps: Path, metadata_dir: Path, metric: str, cam_curve_interval: 
     except ValueError:
         raise click.BadParameter(f"expected integers like 30,50,70, got {iou_thresholds!r}",
                                  param_hint="--iou-thresholds") from None
-    record = run_score(scoremaps, metadata_dir, metric, cam_curve_interval, deltas, mask_root, workers)
+    record = run_score(scoremaps, metadata_dir, metric, cam_curve_interval, deltas, mask_root, workers,
+                       per_image_output=per_image)
     write_score(record, output)
     per_iou = ", ".join(f"IoU{d} {v:.2f}" for d, v in record["per_iou"].items())
     click.echo(f"{metric} = {record['value']:.2f}" + (f" ({per_iou})" if per_iou else "")
-               + f" over {record['num_images']} images -> {output}")
+               + f" over {record['num_images']} images -> {output}"
+               + (f" (per-image results -> {per_image})" if per_image else ""))
+
+
+@main.command()
+@click.argument("runs", nargs=-1, required=True, type=click.Path(path_type=Path, exists=True, file_okay=False))
+@click.option("--threshold-policy", type=click.Choice(["oracle-test", "val"]), default=None,
+              help="Score every run under this τ policy [each run's own eval.threshold_policy].")
+@click.option("--resamples", type=click.IntRange(min=1), default=1000, show_default=True,
+              help="Bootstrap resamples of the test images.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the resampling.")
+def compare(runs: tuple[Path, ...], threshold_policy: str | None, resamples: int, seed: int) -> None:
+    """Paired comparison of RUN_A with RUN_B (and further runs): Δ per metric, 95 % interval, p-value.
+
+    Each argument is a run folder; several seeds of one configuration (folders differing only in
+    -seed<k>, e.g. a shell glob) form one side, and the test then combines seeds and images.
+    """
+    from wsolbench.stats.runs import arms_from_paths, compare_arms, format_comparison
+
+    arms = arms_from_paths(list(runs), threshold_policy)
+    click.echo(format_comparison(compare_arms(arms, resamples=resamples, seed=seed)), nl=False)

@@ -1,7 +1,8 @@
 """Run directories and the results table that reports read.
 
 Layout (DESIGN.md): `<output_dir>/<experiment>/<dataset>/<method>-<protocol>-seed<k>/` holding
-`config.yaml`, `log.jsonl`, `checkpoints/{last,best}.pt`, `metrics.json` and `curves.csv`.
+`config.yaml`, `log.jsonl`, `checkpoints/{last,best}.pt`, `metrics.json`, `curves.csv`, and on box
+datasets `per_image.npz` (wsolbench.metrics.per_image).
 
 Guarantees: every file is written atomically (temp file in the same folder, then rename), so a
 crash never leaves half a file; a run directory is held by one writer at a time through an

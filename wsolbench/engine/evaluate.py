@@ -25,11 +25,12 @@ from wsolbench.data import (
     WSOLDataset,
     collate,
 )
-from wsolbench.engine.distributed import DistInfo, all_reduce_sum_
+from wsolbench.engine.distributed import DistInfo, all_gather_object, all_reduce_sum_
 from wsolbench.method import WSOLMethod
 from wsolbench.metrics.accumulators import BoxAccumulator, MaskAccumulator, MetricResult
 from wsolbench.metrics.boxes import sweep_boxes
 from wsolbench.metrics.maps import prepare_maps
+from wsolbench.metrics.per_image import PerImage, concat
 from wsolbench.metrics.protocols import EvalProtocol, get_protocol, threshold_list
 
 SAMPLE_COUNT = 8
@@ -89,8 +90,12 @@ def accumulate(
     metadata: Metadata,
     config: ExperimentConfig,
     info: DistInfo,
+    record_images: bool = False,
 ) -> BoxAccumulator | MaskAccumulator:
-    """Evaluate this rank's shard and return the accumulator with counts summed over all ranks."""
+    """Evaluate this rank's shard and return the accumulator with counts summed over all ranks.
+
+    With `record_images` (box splits), the accumulator also records per-image results, which
+    `gather_per_image` collects from every rank."""
     protocol = eval_protocol(config)
     thresholds = threshold_list(config.eval.cam_curve_interval)
     if metadata.kind == "labels":
@@ -99,7 +104,8 @@ def accumulate(
     accumulator = (
         MaskAccumulator(protocol, thresholds)
         if masks
-        else BoxAccumulator(protocol, thresholds, iou_thresholds=tuple(config.eval.iou_thresholds))
+        else BoxAccumulator(protocol, thresholds, iou_thresholds=tuple(config.eval.iou_thresholds),
+                            record_images=record_images)
     )
     indices = list(range(info.rank, len(metadata), info.world_size))
     frame_loader = _loader(WSOLDataset(prepared, metadata, frame=protocol.frame), indices, config)
@@ -124,10 +130,18 @@ def accumulate(
             flat = model(views.flatten(0, 1)).logits.float()
             logits = flat.softmax(-1).view(len(labels), views.shape[1], -1).mean(1)
         top1_maps = top1_class_maps(model, images, labels, logits, maps) if protocol.box_map == "top1_class" else None
-        accumulator.update(maps, batch["boxes"], labels.cpu(), logits.float().cpu(), top1_maps=top1_maps)
+        top1 = None if top1_maps is None else prepare_maps(protocol, top1_maps)
+        accumulator.update_prepared(prepare_maps(protocol, maps), batch["boxes"], labels.cpu(),
+                                    logits.float().cpu(), names=batch["image_id"], top1_prepared=top1)
     model.train(was_training)
     accumulator.reduce(lambda counts: all_reduce_sum_(counts, info))
     return accumulator
+
+
+def gather_per_image(accumulator: BoxAccumulator, metadata: Metadata, info: DistInfo) -> PerImage:
+    """Every rank's recorded images, in the order of `metadata` (a collective call under DDP)."""
+    parts = all_gather_object(accumulator.per_image(), info)
+    return concat(parts).aligned_to(np.asarray(metadata.image_ids, dtype=str), "evaluation shards")
 
 
 def score(

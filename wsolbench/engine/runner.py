@@ -4,7 +4,7 @@
     run_dirs = execute(configs, resume=False)
 
 Each run writes `<output_dir>/<experiment>/<dataset>/<method>-<protocol>-seed<k>/` (config.yaml,
-log.jsonl, checkpoints/{last,best}.pt, metrics.json, curves.csv, samples.npz; few_shot_ids.txt
+log.jsonl, checkpoints/{last,best}.pt, metrics.json, curves.csv, samples.npz, per_image.npz; few_shot_ids.txt
 under few_shot). Under torchrun every rank executes the same plan; only rank 0 writes.
 """
 
@@ -38,6 +38,7 @@ from wsolbench.engine.distributed import DistInfo
 from wsolbench.engine.evaluate import (
     accumulate,
     curves_frame,
+    gather_per_image,
     qualitative_samples,
     result_entry,
     score,
@@ -47,8 +48,10 @@ from wsolbench.engine.protocols import count_trainable, trainable_groups, traini
 from wsolbench.engine.train import Trainer, amp_dtype, micro_batch_size
 from wsolbench.errors import MissingFileError, RunConflictError, WsolbenchError
 from wsolbench.method import WSOLMethod, create_method
+from wsolbench.metrics.per_image import save as save_per_image
 from wsolbench.registry import DATASETS, METHODS
 from wsolbench.results import RunDir, run_path
+from wsolbench.stats.runs import run_intervals
 from wsolbench.weights import fetch_pretrained
 
 DEFAULT_RUN = Path(__file__).with_name("default_run.yaml")
@@ -364,7 +367,8 @@ def evaluate_into(
     extra: dict[str, Any] | None = None,
     protocol_name: str | None = None,
 ) -> None:
-    """Evaluate val (oracle-test) and test, then write metrics.json, curves.csv and samples.npz.
+    """Evaluate val (oracle-test) and test, then write metrics.json, curves.csv, samples.npz and, for
+    box datasets, per_image.npz (the test images' results; wsolbench.metrics.per_image).
 
     Test is always scored under oracle-test (labelled so); `threshold_policy: val` adds test scored
     at the thresholds chosen on val, `fixed` adds test at `eval.thresholds`.
@@ -375,7 +379,9 @@ def evaluate_into(
             val_result = score(accumulate(model, prepared, val_meta, config, info), "oracle-test")
         entries.append(result_entry("val", config, "oracle-test", checkpoint, val_result))
         curves.append(curves_frame("val", config, "oracle-test", val_result))
-    test_acc = accumulate(model, prepared, test_meta, config, info)
+    boxes = test_meta.kind != "masks"
+    test_acc = accumulate(model, prepared, test_meta, config, info, record_images=boxes)
+    per_image = gather_per_image(test_acc, test_meta, info) if boxes else None
     oracle = score(test_acc, "oracle-test")
     entries.append(result_entry("test", config, "oracle-test", checkpoint, oracle))
     curves.append(curves_frame("test", config, "oracle-test", oracle))
@@ -409,6 +415,8 @@ def evaluate_into(
     with open(tmp, "wb") as handle:
         np.savez_compressed(handle, **samples)
     os.replace(tmp, run.path / "samples.npz")
+    if per_image is not None:
+        save_per_image(per_image, run.path / "per_image.npz")
     run.write_json("metrics.json", metrics)  # last: its presence marks a finished run
 
 
@@ -447,7 +455,11 @@ def evaluate_checkpoint(config: ExperimentConfig, checkpoint: Path, output: Path
 
 
 def summary_table(paths: list[Path]) -> pd.DataFrame:
-    """One row per run: method, dataset, protocol, seed and the test metrics under its threshold policy."""
+    """One row per run: method, dataset, protocol, seed and the test metrics under its threshold policy.
+
+    Where the run has per-image results, each metric column `X` is followed by `X ±`: the half-width
+    of its 95 % bootstrap interval over the test images (wsolbench.stats).
+    """
     rows = []
     for path in paths:
         data = json.loads((Path(path) / "metrics.json").read_text())
@@ -457,9 +469,12 @@ def summary_table(paths: list[Path]) -> pd.DataFrame:
         entry = next((e for e in tests if e["threshold_policy"] == policy), tests[0])
         row = {"method": data["method"], "dataset": data["dataset"], "protocol": data["protocol"],
                "seed": data["seed"], "eval": f"{entry['eval_protocol']}/{entry['threshold_policy']}"}
+        intervals = run_intervals(Path(path), policy)
         for key, column in SUMMARY_COLUMNS.items():
             if key in entry["metrics"]:
                 row[column] = round(float(entry["metrics"][key]), 2)
+                if intervals is not None and key in intervals:
+                    row[f"{column} ±"] = round(intervals[key].half_width, 2)
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -474,12 +489,22 @@ def summary_notes(paths: list[Path]) -> list[str]:
 
 
 def markdown_table(frame: pd.DataFrame) -> str:
-    columns = list(frame.columns)
+    """The summary as Markdown; a column `X ±` is shown inside `X` as `value ± half-width`, with a note."""
+    columns = [c for c in frame.columns if not str(c).endswith(" ±")]
     lines = ["| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
+
+    def text(value: Any) -> str:
+        return "" if pd.isna(value) else (f"{value:.2f}" if isinstance(value, float) else str(value))
+
     for _, row in frame.iterrows():
-        cells = ["" if pd.isna(row[c]) else (f"{row[c]:.2f}" if isinstance(row[c], float) else str(row[c]))
-                 for c in columns]
+        cells = []
+        for c in columns:
+            half = row.get(f"{c} ±")
+            cells.append(text(row[c]) + ("" if half is None or pd.isna(half) else f" ± {half:.2f}"))
         lines.append("| " + " | ".join(cells) + " |")
+    if len(columns) < len(frame.columns):
+        lines += ["", "± : half-width of the 95 % bootstrap interval over the test images (1,000 resamples; "
+                      "τ re-selected in each resample under oracle-test, held under val)."]
     return "\n".join(lines) + "\n"
 
 

@@ -21,6 +21,7 @@ import pandas as pd
 from wsolbench.errors import BadFileError, BadValueError
 from wsolbench.metrics.boxes import check_boxes, sweep_ious
 from wsolbench.metrics.maps import as_numpy, prepare_maps
+from wsolbench.metrics.per_image import NO_CLASS, TOPK, PerImage, concat, encode_iou, top5_classes
 from wsolbench.metrics.protocols import EvalProtocol
 from wsolbench.metrics.pxap import bin_edges, check_label_map, pixel_histograms, pxap_curve
 
@@ -108,6 +109,8 @@ class BoxAccumulator(_Counts):
     Counts: images, classified (images that came with logits), top1_cls, top5_cls, v1 and v2 (D, T)
     images with IoU ≥ δ, gt_known (T,) with V1 IoU ≥ 0.5, top1_loc and top5_loc (T,) with the class
     right and V1 IoU ≥ 0.5 (> 0.5 under a strict_topk protocol).
+    With `record_images`, it also keeps every image's label, top-5 classes and IoU codes
+    (`per_image()`; counts are unchanged, and per-image records are not part of reduce / merge).
     """
 
     def __init__(
@@ -115,6 +118,7 @@ class BoxAccumulator(_Counts):
         protocol: EvalProtocol,
         thresholds: Sequence[float] | np.ndarray,
         iou_thresholds: Sequence[int] = (30, 50, 70),
+        record_images: bool = False,
     ) -> None:
         self.protocol = protocol
         self.thresholds = _check_thresholds(thresholds)
@@ -134,9 +138,28 @@ class BoxAccumulator(_Counts):
             "top1_loc": np.zeros(shape_t, np.int64),
             "top5_loc": np.zeros(shape_t, np.int64),
         }
+        self._records: list[PerImage] | None = [] if record_images else None
 
     def _signature(self) -> tuple:
         return (self.protocol, tuple(self.thresholds.tolist()), self.iou_thresholds)
+
+    def per_image(self) -> PerImage:
+        """The recorded images in update order; ValueError unless built with record_images=True."""
+        if self._records is None:
+            raise ValueError("this accumulator was built without record_images=True")
+        if not self._records:
+            raise ValueError("no images were accumulated")
+        return concat(self._records)
+
+    def _record(self, names: list[str], labels: np.ndarray, top5: np.ndarray | None,
+                iou_v1: np.ndarray, iou_v2: np.ndarray) -> None:
+        if top5 is None:
+            top5 = np.full((len(labels), TOPK), NO_CLASS, np.int32)
+        self._records.append(PerImage(
+            np.asarray(names, dtype=str), labels.astype(np.int32), top5, self.thresholds, encode_iou(iou_v1),
+            encode_iou(iou_v2), self.iou_thresholds, self.protocol.name, self.protocol.strict_topk,
+            self.protocol.selection,
+        ))
 
     def update(
         self, maps: Any, gt_boxes: Sequence[Any], labels: Any, logits: Any = None, top1_maps: Any = None
@@ -207,7 +230,11 @@ class BoxAccumulator(_Counts):
         c["v2"] += (box_v2[None] >= self._deltas).sum(1)
         c["gt_known"] += (box_v1 >= 0.5).sum(0)
         if logits is None:
+            if self._records is not None:
+                self._record(names, labels, None, box_v1, box_v2)
             return
+        if self._records is not None:
+            self._record(names, labels, top5_classes(logits), box_v1, box_v2)
         located = iou_v1 > 0.5 if self.protocol.strict_topk else iou_v1 >= 0.5
         c["classified"] += batch
         c["top1_cls"] += top1.sum()

@@ -25,6 +25,8 @@ from wsolbench.annotations import EvalFrame, Metadata, atomic_write_text, mask_l
 from wsolbench.errors import BadFileError, BadValueError, MissingFileError, WsolbenchError
 from wsolbench.metrics.accumulators import BoxAccumulator, MaskAccumulator
 from wsolbench.metrics.component_trees import load_kernels
+from wsolbench.metrics.per_image import PerImage, concat
+from wsolbench.metrics.per_image import save as save_per_image
 from wsolbench.metrics.protocols import get_protocol, threshold_list
 
 METRICS = ("maxboxacc", "maxboxaccv2", "pxap")
@@ -91,20 +93,20 @@ def check_scoremaps(scoremaps: Path, image_ids: Sequence[str], workers: int = 1)
         )
 
 
-def _score_chunk(task: tuple) -> dict[str, np.ndarray]:
-    """Counts of one chunk of images (runs in a worker process)."""
-    scoremaps, metric, thresholds, iou_thresholds, mask_root, items = task
+def _score_chunk(task: tuple) -> tuple[dict[str, np.ndarray], PerImage | None]:
+    """Counts of one chunk of images, and its per-image results when asked (runs in a worker process)."""
+    scoremaps, metric, thresholds, iou_thresholds, mask_root, items, labels, record = task
     protocol = get_protocol("wsolevaluation", crop_size=SIZE)
     ids = [image_id for image_id, _ in items]
     maps = np.stack([load_scoremap(scoremaps, image_id) for image_id in ids])
     if metric == "pxap":
         acc: Any = MaskAccumulator(protocol, thresholds)
-        labels = np.stack([mask_label_map(entry, mask_root, protocol.frame) for _, entry in items])
-        acc.update_prepared(maps, labels, names=ids)
-    else:
-        acc = BoxAccumulator(protocol, thresholds, iou_thresholds)
-        acc.update_prepared(maps, [gt for _, gt in items], np.zeros(len(items), np.int64), names=ids)
-    return acc.counts()
+        label_maps = np.stack([mask_label_map(entry, mask_root, protocol.frame) for _, entry in items])
+        acc.update_prepared(maps, label_maps, names=ids)
+        return acc.counts(), None
+    acc = BoxAccumulator(protocol, thresholds, iou_thresholds, record_images=record)
+    acc.update_prepared(maps, [gt for _, gt in items], labels, names=ids)
+    return acc.counts(), acc.per_image() if record else None
 
 
 def _items(metadata: Metadata, metric: str, mask_root: Path | None, where: Path) -> list[tuple[str, Any]]:
@@ -137,10 +139,17 @@ def score(
     iou_thresholds: Sequence[int] = (30, 50, 70),
     mask_root: str | Path | None = None,
     workers: int | None = None,
+    per_image_output: str | Path | None = None,
 ) -> dict[str, Any]:
-    """The score record: metric, value, per_iou, thresholds (τ per δ), policy, num_images, ... (percent)."""
+    """The score record: metric, value, per_iou, thresholds (τ per δ), policy, num_images, ... (percent).
+
+    With `per_image_output` (box metrics), the images' labels and IoU codes are also written there as
+    a per_image.npz (no predicted classes: saved maps come without logits).
+    """
     if metric not in METRICS:
         raise BadValueError(f"unknown metric {metric!r}; valid: {', '.join(METRICS)}")
+    if per_image_output is not None and metric == "pxap":
+        raise BadValueError("--per-image records box IoUs; it goes with --metric maxboxacc or maxboxaccv2")
     scoremaps, metadata_dir = Path(scoremaps), Path(metadata_dir)
     thresholds = threshold_list(cam_curve_interval)
     metadata = read_metadata(metadata_dir)
@@ -155,6 +164,8 @@ def score(
             tuple(iou_thresholds),
             None if mask_root is None else Path(mask_root),
             items[k : k + CHUNK],
+            np.array([metadata.labels[image_id] for image_id, _ in items[k : k + CHUNK]], np.int64),
+            per_image_output is not None,
         )
         for k in range(0, len(items), CHUNK)
     ]
@@ -171,9 +182,11 @@ def score(
         if metric == "pxap"
         else BoxAccumulator(protocol, thresholds, iou_thresholds)
     )
-    for counts in chunks:
+    for counts, _ in chunks:
         for key, array in acc.counts().items():
             array += counts[key]
+    if per_image_output is not None:
+        save_per_image(concat([part for _, part in chunks]), per_image_output)
     result = acc.result("oracle-test")
     record: dict[str, Any] = {"metric": metric}
     if metric == "pxap":

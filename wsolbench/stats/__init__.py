@@ -1,0 +1,1 @@
+"""Uncertainty of the box metrics: bootstrap intervals and paired tests from per-image results."""

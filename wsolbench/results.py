@@ -33,7 +33,7 @@ import pandas as pd
 import torch
 from filelock import FileLock, Timeout
 
-from wsolbench.data import atomic_write_text
+from wsolbench.atomic import atomic_write, atomic_write_text
 from wsolbench.errors import WsolbenchError
 
 RUN_KEYS = ("experiment", "dataset", "method", "backbone", "protocol", "seed", "trainable_params")
@@ -136,17 +136,8 @@ class RunDir:
             handle.write(json.dumps(record) + "\n")
 
     def save_checkpoint(self, name: str, state: dict[str, Any]) -> Path:
-        """torch.save to checkpoints/<name> through a temp file and a rename."""
-        self.checkpoints.mkdir(parents=True, exist_ok=True)
-        target = self.checkpoints / name
-        tmp = target.with_name(f".{target.name}.tmp")
-        try:
-            torch.save(state, tmp)
-            os.replace(tmp, target)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-        return target
+        """torch.save to checkpoints/<name> through `atomic_write`."""
+        return atomic_write(self.checkpoints / name, lambda handle: torch.save(state, handle))
 
 
 def _lock_holder(lock: str | Path) -> tuple[str, int | None]:

@@ -15,18 +15,18 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-import timm
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from wsolbench.methods.vit import (
     ViTBackbone,
+    ViTWeights,
     attention_with_row,
     block_forward,
     plain_attention,
 )
 
-from wsolbench.method import PROTOCOLS, Localization, MethodOutput, ParamGroup, WSOLMethod, read_state_dict
+from wsolbench.method import PROTOCOLS, Localization, MethodOutput, ParamGroup, WSOLMethod
 from wsolbench.registry import register_method
 
 DROP_PATH_RATE = 0.1  # the official scripts' argparse default (ts_cam.md §1.1, scm.md §1.1)
@@ -59,11 +59,12 @@ class TSCAM(WSOLMethod):
             raise ValueError(f"{self.name}: num_classes must be ≥ 1, got {num_classes}")
         self.num_classes = num_classes
         self.backbone_name = backbone
+        weights = ViTWeights.read(backbone, pretrained) if pretrained else None
         vit = ViTBackbone(
             backbone,
             img_size=img_size,
             drop_path_rate=DROP_PATH_RATE if drop_path_rate is None else drop_path_rate,
-            pretrained=pretrained,
+            pretrained=weights or False,
             backbone_kwargs=dict(backbone_kwargs or {}),
         )
         # Top-level timm keys in the official registration order, so checkpoints match (§2.1).
@@ -77,8 +78,8 @@ class TSCAM(WSOLMethod):
         self.embed_dim = vit.embed_dim
         self.depth = vit.depth
         self.grid_size = vit.grid_size
-        if pretrained:
-            self._load_classifier_bias(pretrained)
+        if weights is not None:
+            self._load_classifier_bias(weights)
 
     # ------------------------------------------------------------------ shared computation
 
@@ -184,17 +185,12 @@ class TSCAM(WSOLMethod):
 
     # ------------------------------------------------------------------ ImageNet weights
 
-    def _load_classifier_bias(self, pretrained: bool | str) -> None:
+    def _load_classifier_bias(self, weights: ViTWeights) -> None:
         """Keep DeiT's classifier bias as the conv head's bias when the shapes agree (ILSVRC, §2.4).
 
         The official loader drops `head.weight` always and `head.bias` only when its shape differs.
         """
-        if pretrained is True:
-            if self.num_classes != 1000:  # the published DeiT classifiers are 1000-way
-                return
-            bias = timm.create_model(self.backbone_name, pretrained=True).state_dict().get("head.bias")
-        else:
-            bias = read_state_dict(pretrained)[0].get("head.bias")
+        bias = weights.state.get("head.bias")
         if bias is not None and bias.shape == self.head.bias.shape:
             with torch.no_grad():
                 self.head.bias.copy_(bias)

@@ -12,7 +12,7 @@ to the official wsolevaluation checkpoints (so `load_checkpoint` reads them unch
   head dropout/SPG_A3_1b/dropout/SPG_A3_2b/dropout/SPG_A4 (1x1 conv to C) → GAP. CAM = SPG_A4 map.
 
 A 224 input gives a 14x14 feature grid (28x28 with `large_feature_map`). The CNNs take any input
-size, so `img_size` is accepted for the common factory signature and not used.
+size, so `img_size` is not used; of the other backbone options only `pretrained` applies.
 
 CAM of class k (ResNet/VGG): mean over channels c of W_fc[k, c] · F_c(y, x), no bias, no ReLU
 (cam.md §2.1, §2.2, §8.2). Inception: channel k of the SPG_A4 output, bias included (§2.3).
@@ -30,7 +30,6 @@ from torch import Tensor, nn
 from torchvision.models import inception as tv_inception
 
 from wsolbench.method import (
-    PROTOCOLS,
     Localization,
     MethodOutput,
     ParamGroup,
@@ -62,9 +61,11 @@ class CAM(WSOLMethod):
     default_backbone: ClassVar[str | None] = "resnet50"
     weights_hub: ClassVar[str | None] = "torchvision"
     backbones: ClassVar[tuple[str, ...]] = ("resnet50", "vgg16", "inception_v3", "resnet18")
+    backbone_options: ClassVar[tuple[str, ...]] = ("pretrained",)
 
     def __new__(cls, *args: Any, backbone: str | None = None, **kwargs: Any) -> CAM:
         if cls is CAM:
+            backbone = backbone or CAM.default_backbone
             families: dict[str, type[CAM]] = {
                 "resnet18": ResNetCAM,
                 "resnet50": ResNetCAM,
@@ -76,37 +77,18 @@ class CAM(WSOLMethod):
             cls = families[backbone]
         return super().__new__(cls)
 
-    def __init__(
-        self,
-        *,
-        num_classes: int,
-        backbone: str,
-        pretrained: bool | str = False,
-        img_size: int | None = None,
-        drop_path_rate: float | None = None,
-        backbone_kwargs: dict[str, Any] | None = None,
-        large_feature_map: bool = False,
-        lr_classifier_ratio: float = 10.0,
-    ) -> None:
-        super().__init__()
-        if num_classes < 1:
-            raise ValueError(f"cam: num_classes must be ≥ 1, got {num_classes}")
-        if drop_path_rate:
-            raise ValueError(f"cam: {backbone} has no drop path; got drop_path_rate={drop_path_rate}")
-        if backbone_kwargs:
-            raise ValueError(f"cam: {backbone} takes no backbone_kwargs; got {sorted(backbone_kwargs)}")
+    def __init__(self, *, large_feature_map: bool = False, lr_classifier_ratio: float = 10.0, **options: Any) -> None:
+        super().__init__(**options)
         if not isinstance(large_feature_map, bool):
             raise TypeError(f"cam: large_feature_map must be true or false, got {large_feature_map!r}")
         if lr_classifier_ratio <= 0:
             raise ValueError(f"cam: lr_classifier_ratio must be > 0, got {lr_classifier_ratio}")
-        self.backbone_name = backbone
-        self.num_classes = num_classes
         self.large_feature_map = large_feature_map
         self.lr_classifier_ratio = float(lr_classifier_ratio)
         self._build()
         self._init_weights()
-        if pretrained:
-            self.load_pretrained(pretrained)
+        if self.pretrained:
+            self.load_pretrained(self.pretrained)
 
     # ------------------------------------------------------------------ family hooks
 
@@ -132,8 +114,8 @@ class CAM(WSOLMethod):
         """Whether parameter `name` is in the lr × lr_classifier_ratio group (cam.md §4)."""
         raise NotImplementedError  # pragma: no cover - contract
 
-    head_prefixes: tuple[str, ...] = ()  # the new head: what parameter_efficient trains
-    stages: tuple[tuple[str, ...], ...] = ()  # backbone stages as module prefixes, last stage first
+    head_modules: tuple[str, ...] = ()  # the new head: what parameter_efficient trains
+    stage_modules: tuple[tuple[str, ...], ...] = ()  # backbone stages as module names, last stage first
 
     def adapt_torchvision(self, state_dict: dict[str, Tensor]) -> dict[str, Tensor]:
         """A torchvision ImageNet state dict mapped onto this model, classifier keys dropped."""
@@ -145,10 +127,6 @@ class CAM(WSOLMethod):
         features = self.feature_map(images)
         return MethodOutput(self.classify(features), {"features": features})
 
-    def loss(self, output: MethodOutput, labels: Tensor) -> dict[str, Tensor]:
-        cls = F.cross_entropy(output.logits, labels)
-        return {"loss": cls, "cls": cls}
-
     @torch.no_grad()
     def localize(self, images: Tensor, class_ids: Tensor | None = None) -> Localization:
         """Logits and raw CAMs on the feature grid of `class_ids` (GT), or of the top-1 class when None.
@@ -157,39 +135,29 @@ class CAM(WSOLMethod):
         """
         features = self.feature_map(images)
         logits = self.classify(features)
-        if class_ids is None:
-            class_ids = logits.argmax(dim=1)
-        elif class_ids.shape != (images.shape[0],):
-            raise ValueError(f"cam.localize: class_ids must have shape ({images.shape[0]},), "
-                             f"got {tuple(class_ids.shape)}")
-        return Localization(logits, self.class_maps(features, class_ids.to(images.device).long()))
+        return Localization(logits, self.class_maps(features, self.target_classes(logits, class_ids)))
 
-    def param_groups(self, protocol: str, trainable_blocks: int = 0) -> list[ParamGroup]:
-        """Parameter groups with cam.md §4's lr multipliers; weight decay applies to all (as SGD there).
+    # ------------------------------------------------------------------ parameter groups
 
-        - `full` / `few_shot`: every parameter; group `classifier` (lr × lr_classifier_ratio) holds
-          what the card's name rule puts at 10x (ResNet: layer4 + fc; VGG: conv6 + fc; Inception:
-          the SPG_* head), group `base` the rest.
-        - `parameter_efficient`: the new head (ResNet fc; VGG conv6 + fc; Inception SPG_*) plus the
-          last `trainable_blocks` stages (ResNet: layer4, layer3, …; VGG: conv blocks 5, 4, …;
-          Inception: Mixed_6e, Mixed_6d, …), each keeping its full-protocol multiplier.
+    def own_parameters(self) -> tuple[str, ...]:
+        """The new head (ResNet: fc; VGG: conv6 + fc; Inception: SPG_*)."""
+        return self.head_modules
+
+    def stages(self) -> tuple[tuple[str, ...], ...]:
+        """ResNet: layer4, layer3, …; VGG: conv blocks 5, 4, …; Inception: Mixed_6e, Mixed_6d, …"""
+        return self.stage_modules
+
+    def empty_param_groups(self) -> list[ParamGroup]:
+        """`base` (lr × 1) and `classifier` (lr × lr_classifier_ratio), both with weight decay.
+
+        Under `parameter_efficient` each trained stage keeps its full-protocol multiplier.
         """
-        if protocol not in PROTOCOLS:
-            raise ValueError(f"cam: unknown protocol {protocol!r}; valid: {', '.join(PROTOCOLS)}")
-        named = list(self.named_parameters())
-        if protocol == "parameter_efficient":
-            if not 0 <= trainable_blocks <= len(self.stages):
-                raise ValueError(f"cam ({self.backbone_name}): trainable_blocks must lie in "
-                                 f"[0, {len(self.stages)}], got {trainable_blocks}")
-            prefixes = self.head_prefixes + sum(self.stages[:trainable_blocks], ())
-            named = [(n, p) for n, p in named if n.startswith(tuple(f"{q}." for q in prefixes))]
-        elif trainable_blocks:
-            raise ValueError(f"cam: trainable_blocks applies to parameter_efficient only, not {protocol!r}")
-        base = [(n, p) for n, p in named if not self.is_classifier_param(n)]
-        classifier = [(n, p) for n, p in named if self.is_classifier_param(n)]
-        groups = [ParamGroup("base", base, 1.0, True),
-                  ParamGroup("classifier", classifier, self.lr_classifier_ratio, True)]
-        return [g for g in groups if g.params]
+        return [ParamGroup("base", [], 1.0, True), ParamGroup("classifier", [], self.lr_classifier_ratio, True)]
+
+    def param_group_of(self, name: str, param: nn.Parameter) -> str:
+        """`classifier` for what the card's name rule puts at 10x (ResNet: layer4 + fc; VGG: conv6 + fc;
+        Inception: the SPG_* head), `base` for the rest."""
+        return "classifier" if self.is_classifier_param(name) else "base"
 
     # ------------------------------------------------------------------ ImageNet weights
 
@@ -211,7 +179,7 @@ class CAM(WSOLMethod):
             self.state_dict(),
             state_dict,
             f"{source} does not fit cam/{self.backbone_name} as torchvision ImageNet weights:",
-            may_miss=tuple(f"{q}." for q in self.head_prefixes),
+            may_miss=tuple(f"{q}." for q in self.head_modules),
         )
         self.load_state_dict(state_dict, strict=False)
 
@@ -228,8 +196,8 @@ def _linear_cam(weight: Tensor, features: Tensor, class_ids: Tensor) -> Tensor:
 class ResNetCAM(CAM):
     """ResNet CAM (cam.md §2.2): layer4 stride 1, layer3 stride 2 (1 with large_feature_map)."""
 
-    head_prefixes = ("fc",)
-    stages = (("layer4",), ("layer3",), ("layer2",), ("layer1",))
+    head_modules = ("fc",)
+    stage_modules = (("layer4",), ("layer3",), ("layer2",), ("layer1",))
 
     def _build(self) -> None:
         net = getattr(torchvision.models, self.backbone_name)(weights=None)
@@ -282,7 +250,7 @@ def _set_first_block_stride(block: nn.Module, stride: int) -> None:
 class VggCAM(CAM):
     """VGG16 CAM (cam.md §2.1): 13 convs without the 5th pool (nor the 4th with large_feature_map)."""
 
-    head_prefixes = ("conv6", "fc")
+    head_modules = ("conv6", "fc")
 
     def _build(self) -> None:
         pools_kept = 3 if self.large_feature_map else 4
@@ -299,7 +267,7 @@ class VggCAM(CAM):
             layers += [nn.Conv2d(in_channels, width, kernel_size=3, padding=1), nn.ReLU(inplace=True)]
             in_channels = width
         self.features = nn.Sequential(*layers)
-        self.stages = tuple(tuple(block) for block in reversed(blocks))
+        self.stage_modules = tuple(tuple(block) for block in reversed(blocks))
         self.conv6 = nn.Conv2d(512, 1024, kernel_size=3, padding=1)
         self.fc = nn.Linear(1024, self.num_classes)
 
@@ -358,8 +326,8 @@ class _NonReducingInceptionB(tv_inception.InceptionB):
 class InceptionCAM(CAM):
     """InceptionV3 CAM (cam.md §2.3): stem … Mixed_6e, then the SPG_A3/SPG_A4 class-map head."""
 
-    head_prefixes = ("SPG_A3_1b", "SPG_A3_2b", "SPG_A4")
-    stages = tuple((f"Mixed_{n}",) for n in ("6e", "6d", "6c", "6b", "6a", "5d", "5c", "5b"))
+    head_modules = ("SPG_A3_1b", "SPG_A3_2b", "SPG_A4")
+    stage_modules = tuple((f"Mixed_{n}",) for n in ("6e", "6d", "6c", "6b", "6a", "5d", "5c", "5b"))
 
     def _build(self) -> None:
         conv = tv_inception.BasicConv2d  # conv (no bias) + BN(eps 0.001) + ReLU

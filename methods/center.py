@@ -10,8 +10,9 @@ Nothing is learned and nothing is read from the image but its size:
   and min-max normalization every threshold keeps a centred region and yields a centred box.
 - Logits are all zero (uniform): classification is chance. argmax then picks class 0 for every
   image, so Top-1 cls/loc equal the share of class-0 images (≈ 1/C on balanced data).
-- It has no parameters; `param_groups` is [] for every protocol, and `loss` is the constant
-  cross-entropy of uniform logits, log C.
+- It has no parameters, so `param_groups` is [] for every protocol, and `loss` is the constant
+  cross-entropy of uniform logits, log C. With no backbone, `backbone`, `pretrained`,
+  `drop_path_rate` and `backbone_kwargs` must be left unset; `img_size` is not used.
 """
 
 from __future__ import annotations
@@ -19,10 +20,9 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
-from wsolbench.method import PROTOCOLS, Localization, MethodOutput, ParamGroup, WSOLMethod
+from wsolbench.method import Localization, MethodOptionError, MethodOutput, WSOLMethod
 from wsolbench.registry import register_method
 
 
@@ -34,31 +34,17 @@ class CenterBaseline(WSOLMethod):
     default_hparams: ClassVar[dict[str, Any]] = {"grid_size": None, "sigma": 0.25}
     default_backbone: ClassVar[str | None] = None
     backbones: ClassVar[tuple[str, ...]] = ()
+    backbone_options: ClassVar[tuple[str, ...]] = ()
 
-    def __init__(
-        self,
-        *,
-        num_classes: int,
-        backbone: str | None = None,
-        pretrained: bool | str = False,
-        img_size: int | None = None,
-        drop_path_rate: float | None = None,
-        backbone_kwargs: dict[str, Any] | None = None,
-        grid_size: int | None = None,
-        sigma: float = 0.25,
-    ) -> None:
-        super().__init__()
-        if num_classes < 1:
-            raise ValueError(f"center: num_classes must be ≥ 1, got {num_classes}")
-        if backbone is not None or pretrained or drop_path_rate or backbone_kwargs:
-            raise ValueError("center: the centre baseline has no backbone; backbone, pretrained, "
-                             "drop_path_rate and backbone_kwargs must be left unset")
+    def __init__(self, *, grid_size: int | None = None, sigma: float = 0.25, **options: Any) -> None:
+        super().__init__(**options)
+        if self.backbone_name is not None:
+            raise MethodOptionError(f"center: the centre baseline has no backbone; got backbone={self.backbone_name!r}")
         if grid_size is not None and (isinstance(grid_size, bool) or not isinstance(grid_size, int)
                                       or grid_size < 3):
             raise ValueError(f"center: grid_size must be an integer ≥ 3 or None, got {grid_size!r}")
         if not (isinstance(sigma, (int, float)) and sigma > 0):
             raise ValueError(f"center: sigma must be a number > 0, got {sigma!r}")
-        self.num_classes = num_classes
         self.grid_size = grid_size
         self.sigma = float(sigma)
 
@@ -82,19 +68,9 @@ class CenterBaseline(WSOLMethod):
         logits = images.new_zeros(images.shape[0], self.num_classes)
         return MethodOutput(logits)
 
-    def loss(self, output: MethodOutput, labels: Tensor) -> dict[str, Tensor]:
-        cls = F.cross_entropy(output.logits, labels)
-        return {"loss": cls, "cls": cls}
-
     @torch.no_grad()
     def localize(self, images: Tensor, class_ids: Tensor | None = None) -> Localization:
         """Zero logits and the same centred map for every image (class_ids make no difference)."""
         batch, height, width = images.shape[0], images.shape[-2], images.shape[-1]
         maps = self.center_map(height, width, images.device).expand(batch, -1, -1).contiguous()
         return Localization(images.new_zeros(batch, self.num_classes), maps)
-
-    def param_groups(self, protocol: str, trainable_blocks: int = 0) -> list[ParamGroup]:
-        """Always [] (nothing trains); unknown protocols still fail."""
-        if protocol not in PROTOCOLS:
-            raise ValueError(f"center: unknown protocol {protocol!r}; valid: {', '.join(PROTOCOLS)}")
-        return []

@@ -39,7 +39,7 @@ from wsolbench.methods.vit import (
     split_qkv,
 )
 
-from wsolbench.method import PROTOCOLS, Localization, MethodOutput, ParamGroup, WSOLMethod
+from wsolbench.method import Localization, MethodOutput, WSOLMethod
 from wsolbench.registry import register_method
 
 
@@ -81,24 +81,21 @@ class SAT(WSOLMethod):
         "spatial_blocks": 3,
     }
 
+    frozen_parameters: ClassVar[tuple[str, ...]] = ("weight",)  # the fixed smoothing kernel
+
     def __init__(
         self,
         *,
-        num_classes: int,
-        backbone: str,
-        pretrained: bool | str,
-        img_size: int | None,
-        drop_path_rate: float | None,
-        backbone_kwargs: dict[str, Any],
         area_threshold: float,
         use_area_loss: bool,
         use_norm_loss: bool,
         spatial_blocks: int,
+        **options: Any,
     ) -> None:
-        super().__init__()
+        super().__init__(**options)
         vit = ViTBackbone(
-            backbone, img_size=img_size, drop_path_rate=drop_path_rate, pretrained=pretrained,
-            backbone_kwargs=backbone_kwargs,
+            self.backbone_name, img_size=self.img_size, drop_path_rate=self.drop_path_rate,
+            pretrained=self.pretrained, backbone_kwargs=self.backbone_kwargs,
         )
         if not 1 <= spatial_blocks <= vit.depth:
             raise ValueError(f"sat: spatial_blocks must be in 1..{vit.depth}, got {spatial_blocks}")
@@ -115,11 +112,10 @@ class SAT(WSOLMethod):
         self.pos_drop = vit.pos_drop
         self.blocks = vit.blocks
         self.norm = vit.norm
-        self.head = nn.Conv2d(dim, num_classes, kernel_size=3, padding=1)  # PyTorch default init (Q13)
+        self.head = nn.Conv2d(dim, self.num_classes, kernel_size=3, padding=1)  # PyTorch default init, as official
         trunc_normal_(self.loc_token, std=0.02)
         trunc_normal_(self.loc_embed, std=0.02)
 
-        self.num_classes = num_classes
         self.embed_dim = dim
         self.depth = vit.depth
         self.grid_size = vit.grid_size
@@ -175,29 +171,17 @@ class SAT(WSOLMethod):
         output = self(images)
         return Localization(logits=output.logits, maps=output.extras["maps"])
 
-    def param_groups(self, protocol: str, trainable_blocks: int = 0) -> list[ParamGroup]:
-        """Groups "decay" (≥2-D weights, tokens and pos-embeds included: quirk Q4, paper-compatible)
-        and "no_decay" (1-D or `.bias`). The fixed kernel `weight` never trains.
+    # Parameter groups: the base class's "decay" (≥2-D weights, the tokens and position embeddings
+    # included, as the official optimizer has it) and "no_decay" (1-D or `.bias`). The fixed kernel
+    # `weight` never trains.
 
-        full / few_shot: everything else. parameter_efficient: loc_token, loc_embed, head and the
-        last `trainable_blocks` blocks (0..depth).
-        """
-        named = [(n, p) for n, p in self.named_parameters() if n != "weight"]
-        if protocol == "parameter_efficient":
-            if not 0 <= trainable_blocks <= self.depth:
-                raise ValueError(
-                    f"sat: trainable_blocks must be in 0..{self.depth} (the depth), got {trainable_blocks}"
-                )
-            prefixes = ("loc_token", "loc_embed", "head.") + tuple(
-                f"blocks.{i}." for i in range(self.depth - trainable_blocks, self.depth)
-            )
-            named = [(n, p) for n, p in named if n.startswith(prefixes)]
-        elif protocol not in ("full", "few_shot"):
-            raise ValueError(f"sat: unknown protocol {protocol!r}; valid: {', '.join(PROTOCOLS)}")
-        decayed = {n for n, p in named if p.ndim > 1 and not n.endswith(".bias")}
-        decay = [(n, p) for n, p in named if n in decayed]
-        no_decay = [(n, p) for n, p in named if n not in decayed]
-        return [ParamGroup("decay", decay), ParamGroup("no_decay", no_decay, weight_decay=False)]
+    def own_parameters(self) -> tuple[str, ...]:
+        """What `parameter_efficient` always trains: the spatial token, its position embedding, the head."""
+        return ("loc_token", "loc_embed", "head")
+
+    def stages(self) -> tuple[tuple[str, ...], ...]:
+        """The transformer blocks, last first."""
+        return tuple((f"blocks.{i}",) for i in reversed(range(self.depth)))
 
     def adapt_state_dict(self, state_dict: dict[str, Tensor]) -> dict[str, Tensor]:
         """Official checkpoints carry `weight` (the fixed kernel); one without it gets ours (§1.11)."""

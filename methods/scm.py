@@ -130,7 +130,7 @@ class SCM(TSCAM):
         the calibration blocks are not run (scm.md §1.4)."""
         semantic, attention = self.base_maps(images)
         logits = semantic.mean(dim=(2, 3))
-        return Localization(logits, self.couple(attention, semantic, self._class_ids(logits, class_ids)))
+        return Localization(logits, self.couple(attention, semantic, self.target_classes(logits, class_ids)))
 
-    def own_parameter_prefixes(self) -> tuple[str, ...]:
-        return ("head.", "layers.")
+    def own_parameters(self) -> tuple[str, ...]:
+        return ("head", "layers")

@@ -16,7 +16,6 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 from wsolbench.methods.vit import (
     ViTBackbone,
@@ -26,12 +25,11 @@ from wsolbench.methods.vit import (
     plain_attention,
 )
 
-from wsolbench.method import PROTOCOLS, Localization, MethodOutput, ParamGroup, WSOLMethod
+from wsolbench.method import Localization, MethodOutput, WSOLMethod
 from wsolbench.registry import register_method
 
 DROP_PATH_RATE = 0.1  # the official scripts' argparse default (ts_cam.md §1.1, scm.md §1.1)
 TRANSFORMER_BACKBONES = ("deit_tiny_patch16_224", "deit_small_patch16_224", "deit_base_patch16_224")
-NO_DECAY_NAMES = ("pos_embed", "cls_token")
 
 
 @register_method("ts_cam")
@@ -44,28 +42,15 @@ class TSCAM(WSOLMethod):
     weights_hub: ClassVar[str | None] = "timm"
     backbones: ClassVar[tuple[str, ...]] = TRANSFORMER_BACKBONES
 
-    def __init__(
-        self,
-        *,
-        num_classes: int,
-        backbone: str,
-        pretrained: bool | str = False,
-        img_size: int | None = None,
-        drop_path_rate: float | None = None,
-        backbone_kwargs: dict[str, Any] | None = None,
-    ) -> None:
-        super().__init__()
-        if num_classes < 1:
-            raise ValueError(f"{self.name}: num_classes must be ≥ 1, got {num_classes}")
-        self.num_classes = num_classes
-        self.backbone_name = backbone
-        weights = ViTWeights.read(backbone, pretrained) if pretrained else None
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        weights = ViTWeights.read(self.backbone_name, self.pretrained) if self.pretrained else None
         vit = ViTBackbone(
-            backbone,
-            img_size=img_size,
-            drop_path_rate=DROP_PATH_RATE if drop_path_rate is None else drop_path_rate,
+            self.backbone_name,
+            img_size=self.img_size,
+            drop_path_rate=DROP_PATH_RATE if self.drop_path_rate is None else self.drop_path_rate,
             pretrained=weights or False,
-            backbone_kwargs=dict(backbone_kwargs or {}),
+            backbone_kwargs=self.backbone_kwargs,
         )
         # Top-level timm keys in the official registration order, so checkpoints match (§2.1).
         self.cls_token = vit.cls_token
@@ -74,7 +59,7 @@ class TSCAM(WSOLMethod):
         self.pos_drop = vit.pos_drop
         self.blocks = vit.blocks
         self.norm = vit.norm
-        self.head = nn.Conv2d(vit.embed_dim, num_classes, kernel_size=3, padding=1)  # default init (§1.3)
+        self.head = nn.Conv2d(vit.embed_dim, self.num_classes, kernel_size=3, padding=1)  # PyTorch default init
         self.embed_dim = vit.embed_dim
         self.depth = vit.depth
         self.grid_size = vit.grid_size
@@ -122,25 +107,12 @@ class TSCAM(WSOLMethod):
         picked = semantic.detach()[torch.arange(semantic.shape[0], device=semantic.device), class_ids]
         return attention * picked
 
-    def _class_ids(self, logits: Tensor, class_ids: Tensor | None) -> Tensor:
-        if class_ids is None:
-            return logits.argmax(dim=1)
-        if class_ids.shape != (logits.shape[0],):
-            raise ValueError(f"{self.name}.localize: class_ids must have shape ({logits.shape[0]},), "
-                             f"got {tuple(class_ids.shape)}")
-        return class_ids.to(logits.device).long()
-
     # ------------------------------------------------------------------ the contract
 
     def forward(self, images: Tensor) -> MethodOutput:
         """logits = GAP(S); extras["semantic"] = S. No attention rows are computed (§1.4)."""
         semantic, _ = self.encode(images, with_attention=False)
         return MethodOutput(semantic.mean(dim=(2, 3)), {"semantic": semantic})
-
-    def loss(self, output: MethodOutput, labels: Tensor) -> dict[str, Tensor]:
-        """Plain cross-entropy on the GAP logits (§3.1)."""
-        cls = F.cross_entropy(output.logits, labels)
-        return {"loss": cls, "cls": cls}
 
     @torch.no_grad()
     def localize(self, images: Tensor, class_ids: Tensor | None = None) -> Localization:
@@ -150,38 +122,22 @@ class TSCAM(WSOLMethod):
         """
         semantic, attention = self.encode(images, with_attention=True)
         logits = semantic.mean(dim=(2, 3))
-        return Localization(logits, self.couple(attention, semantic, self._class_ids(logits, class_ids)))
+        return Localization(logits, self.couple(attention, semantic, self.target_classes(logits, class_ids)))
 
-    def own_parameter_prefixes(self) -> tuple[str, ...]:
-        """Parameters this method adds to the ViT (trained under every protocol)."""
-        return ("head.",)
+    # Parameter groups: AdamW's "decay" and "no_decay" with the base class's rule (timm's, as the
+    # official optimizer applied it: 1-D tensors, biases and `no_weight_decay()`), lr scale 1 for both.
+    # The loss is the base class's plain cross-entropy on the GAP logits.
 
-    def param_groups(self, protocol: str, trainable_blocks: int = 0) -> list[ParamGroup]:
-        """AdamW groups of ts_cam.md §3.2: `decay` and `no_decay` (1-D parameters, biases, pos_embed,
-        cls_token), lr scale 1 for both.
+    def own_parameters(self) -> tuple[str, ...]:
+        """Parts this method adds to the ViT, trained under every protocol: the head."""
+        return ("head",)
 
-        - `full` / `few_shot`: every parameter.
-        - `parameter_efficient`: the method's own parts (`own_parameter_prefixes`) plus the last
-          `trainable_blocks` transformer blocks; everything else stays frozen.
-        """
-        if protocol not in PROTOCOLS:
-            raise ValueError(f"{self.name}: unknown protocol {protocol!r}; valid: {', '.join(PROTOCOLS)}")
-        named = list(self.named_parameters())
-        depth = self.depth
-        if protocol == "parameter_efficient":
-            if not 0 <= trainable_blocks <= depth:
-                raise ValueError(f"{self.name} ({self.backbone_name}): trainable_blocks must lie in "
-                                 f"[0, {depth}], got {trainable_blocks}")
-            prefixes = self.own_parameter_prefixes() + tuple(
-                f"blocks.{i}." for i in range(depth - trainable_blocks, depth))
-            named = [(n, p) for n, p in named if n.startswith(prefixes)]
-        elif trainable_blocks:
-            raise ValueError(f"{self.name}: trainable_blocks applies to parameter_efficient only, "
-                             f"not {protocol!r}")
-        no_decay = [(n, p) for n, p in named if _no_weight_decay(n, p)]
-        decay = [(n, p) for n, p in named if not _no_weight_decay(n, p)]
-        groups = [ParamGroup("decay", decay, 1.0, True), ParamGroup("no_decay", no_decay, 1.0, False)]
-        return [g for g in groups if g.params]
+    def stages(self) -> tuple[tuple[str, ...], ...]:
+        """The transformer blocks, last first."""
+        return tuple((f"blocks.{i}",) for i in reversed(range(self.depth)))
+
+    def no_weight_decay(self) -> set[str]:
+        return {"pos_embed", "cls_token"}
 
     # ------------------------------------------------------------------ ImageNet weights
 
@@ -195,7 +151,3 @@ class TSCAM(WSOLMethod):
             with torch.no_grad():
                 self.head.bias.copy_(bias)
 
-
-def _no_weight_decay(name: str, param: nn.Parameter) -> bool:
-    """timm's rule as the official optimizer applied it: 1-D tensors, biases, pos_embed, cls_token."""
-    return param.ndim <= 1 or name.endswith(".bias") or name.rsplit(".", 1)[-1] in NO_DECAY_NAMES

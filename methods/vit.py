@@ -71,12 +71,6 @@ class ViTBackbone(nn.Module):
         if pretrained:
             load_vit_weights(self, pretrained, name)
 
-    def embed(self, images: Tensor) -> Tensor:
-        """(B, 1+P, D): [cls, patches (row-major)] plus pos_embed, after pos_drop."""
-        patches = self.patch_embed(images)
-        cls = self.cls_token.expand(patches.shape[0], -1, -1)
-        return self.pos_drop(torch.cat([cls, patches], dim=1) + self.pos_embed)
-
 
 def _check_plain_vit(vit: nn.Module, name: str) -> None:
     problems = []

@@ -1,9 +1,7 @@
 """A self-contained HTML report: inline CSS, tables as HTML, figures embedded as base64 PNG.
 
-Guarantees: the page references no external file or URL (it opens offline from anywhere), every
-text is HTML-escaped, and once every <img> has decoded with a non-zero width an inline script sets
-`data-images-ready="N"` (N images) on <body> (`data-images-failed` lists the broken ones otherwise),
-which browser tests read.
+Guarantees: the page references no external file or URL (it opens offline from anywhere), carries
+no script, and every text is HTML-escaped.
 """
 
 from __future__ import annotations
@@ -29,20 +27,6 @@ p.note { color: #555; font-size: .85em; max-width: 100%; }
 figure { margin: 1em 0; } figure img { max-width: 100%; border: 1px solid #eee; }
 figcaption { color: #555; font-size: .85em; }
 """
-
-READY_SCRIPT = """
-window.addEventListener("load", function () {
-  var images = Array.prototype.slice.call(document.images);
-  var failed = images.filter(function (img) { return !(img.complete && img.naturalWidth > 0); });
-  if (failed.length === 0) {
-    document.body.setAttribute("data-images-ready", String(images.length));
-  } else {
-    document.body.setAttribute("data-images-failed",
-      failed.map(function (img) { return img.alt; }).join(";"));
-  }
-});
-"""
-
 
 @dataclass
 class Section:
@@ -105,5 +89,5 @@ def render(title: str, sections: list[Section]) -> str:
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
         f"<title>{html.escape(title)}</title><style>{CSS}</style></head>\n<body>\n"
         + "\n".join(body)
-        + f"\n<script>{READY_SCRIPT}</script>\n</body></html>\n"
+        + "\n</body></html>\n"
     )

@@ -1,11 +1,14 @@
 """A tiny real WSOL method and a tiny box dataset for the engine tests (not collected by pytest).
 
-`python tests/engine_toy.py <bench.py arguments>` runs the CLI with the toy method registered, so
-the subprocess tests (kill/resume, torchrun) use it too.
+`python tests/engine_toy.py [--kill-after-step N] <bench.py arguments>` runs the CLI with the toy method
+registered, so the subprocess tests (kill/resume, torchrun) use it too; `--kill-after-step N` makes
+training SIGKILL its own process after optimizer step N (see `kill_after_step`).
 """
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
 from pathlib import Path
 from typing import Any, ClassVar
@@ -36,14 +39,13 @@ class ToyCAM(WSOLMethod):
     default_backbone: ClassVar[str | None] = "toy"
     backbones: ClassVar[tuple[str, ...]] = ("toy",)
 
-    def __init__(self, *, num_classes: int, backbone: str, pretrained: Any, img_size: Any,
-                 drop_path_rate: Any, backbone_kwargs: dict, width: int) -> None:
-        super().__init__()
+    def __init__(self, *, width: int, **options: Any) -> None:
+        super().__init__(**options)
         self.features = nn.Sequential(
             nn.Conv2d(3, width, 3, 2, 1), nn.ReLU(), nn.Dropout2d(0.1),
             nn.Conv2d(width, 2 * width, 3, 2, 1), nn.ReLU(),
         )
-        self.head = nn.Conv2d(2 * width, num_classes, 1)
+        self.head = nn.Conv2d(2 * width, self.num_classes, 1)
 
     def forward(self, images: Tensor) -> MethodOutput:
         cams = self.head(self.features(images))
@@ -121,7 +123,25 @@ def overrides(data_root: Path, output_dir: Path, **extra: Any) -> list[str]:
     return [f"{k}={v}" for k, v in base.items()]
 
 
+def kill_after_step(step: int) -> None:
+    """Make training in this process SIGKILL itself, as a crash would, once `step` optimizer steps are
+    done, logged and checkpointed (when a checkpoint is due then), before the next step runs."""
+    from wsolbench.engine.train import Trainer
+
+    run_step = Trainer._step
+
+    def step_unless_killed(self: Trainer, micro: list[dict[str, Any]]) -> tuple[dict[str, float], int]:
+        if self.state.global_step == step:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return run_step(self, micro)
+
+    Trainer._step = step_unless_killed
+
+
 if __name__ == "__main__":
     from wsolbench.cli import main
 
+    if sys.argv[1:2] == ["--kill-after-step"]:
+        kill_after_step(int(sys.argv[2]))
+        del sys.argv[1:3]
     main()

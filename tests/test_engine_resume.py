@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -12,7 +11,6 @@ from pathlib import Path
 from engine_toy import TOY, make_dataset, overrides
 
 from wsolbench.engine.runner import execute, plan_runs
-from wsolbench.engine.train import KILL_AFTER_STEP_ENV
 
 HERE = Path(__file__).resolve().parent
 
@@ -23,9 +21,9 @@ def test_kill_mid_epoch_then_resume_is_identical(tmp_path) -> None:
     # step 7, the run resumes from the mid-epoch checkpoint of step 6 and redoes step 7.
     settings = overrides(tmp_path / "data", tmp_path / "runs", **{"train.checkpoint_every_steps": 2})
     killed = subprocess.run(
-        [sys.executable, str(HERE / "engine_toy.py"), "train", "--method", TOY, "--experiment", "killed",
-         *[a for s in settings for a in ("--set", s)]],
-        env={**os.environ, KILL_AFTER_STEP_ENV: "7"}, capture_output=True, text=True, timeout=120,
+        [sys.executable, str(HERE / "engine_toy.py"), "--kill-after-step", "7", "train", "--method", TOY,
+         "--experiment", "killed", *[a for s in settings for a in ("--set", s)]],
+        capture_output=True, text=True, timeout=120,
     )
     assert killed.returncode == -signal.SIGKILL, killed.stderr
     path = tmp_path / "runs" / "killed" / "synthetic" / f"{TOY}-full-seed0"

@@ -150,7 +150,7 @@ def reference_top1(model, prepared, metadata, resize: int, crop: int, ten_crop: 
 
 
 def test_ten_crop_classification_as_sat_evaluates(data_root, tmp_path):
-    model = Corners()
+    model = Corners(num_classes=2)
     prepared = open_dataset(data_root / "synthetic")
     test = prepared.split("test")
     info = DistInfo(rank=0, world_size=1, device=torch.device("cpu"))

@@ -1,9 +1,11 @@
-"""The fast box sweep (boxes.sweep_boxes) equals per-threshold OpenCV extraction, box for box.
+"""The one-pass box sweep equals per-threshold OpenCV extraction, box for box and IoU for IoU.
 
-sweep_boxes skips findContours at levels it certifies to have a single contour (boxes._contour_sweep),
-measures contourArea on outer contours only, and breaks SAT ties by raster order; every check here
-compares it with tests/reference_metrics.reference_boxes (findContours / scipy labelling at each τ)
-on maps built to hit thin lines, single pixels, plateaus, nested holes and border-touching blobs.
+The sweep reads every level off two component trees (wsolbench.metrics.component_trees): outer
+contours are 8-connected blobs, hole contours 4-connected holes grown by a pixel, V1's contourArea
+comes from cell counts summed up the blob/hole nesting, and SAT ties go to raster order. Every check
+here compares it with tests/reference_metrics (findContours / scipy labelling at each τ) on maps
+built to hit thin lines, single pixels, plateaus, nested holes, border-touching blobs, per-pixel
+noise and constant maps. benchmarks/metrics_equivalence.py runs the same comparison on 20,000+ maps.
 """
 
 from __future__ import annotations
@@ -11,10 +13,10 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
-from reference_metrics import reference_boxes
+from reference_metrics import reference_boxes, reference_ious
 
 from wsolbench.metrics import boxes as boxes_module
-from wsolbench.metrics.boxes import sweep_boxes
+from wsolbench.metrics.boxes import sweep_boxes, sweep_ious
 from wsolbench.metrics.protocols import get_protocol
 
 
@@ -24,7 +26,7 @@ def random_maps(count: int, seed: int) -> list[np.ndarray]:
     maps = []
     for k in range(count):
         height, width = rng.integers(6, 33, 2)
-        kind = k % 6
+        kind = k % 8
         if kind == 0:  # smooth blobs (bicubic upsampled grid), several modes
             grid = rng.random(rng.integers(2, 6, 2)) ** 2
             m = cv2.resize(grid, (int(width), int(height)), interpolation=cv2.INTER_CUBIC)
@@ -41,10 +43,14 @@ def random_maps(count: int, seed: int) -> list[np.ndarray]:
             m = np.cos(radius * rng.uniform(0.5, 1.5)) + 0.1 * rng.random((height, width))
         elif kind == 4:  # few values: wide plateaus, many equal-area ties
             m = rng.integers(0, 4, (height, width)).astype(float)
-        else:  # smooth map plus noise, blobs touching the border
+        elif kind == 5:  # smooth map plus noise, blobs touching the border
             grid = rng.random(rng.integers(3, 8, 2))
             m = cv2.resize(grid, (int(width), int(height)), interpolation=cv2.INTER_LINEAR)
             m += 0.3 * rng.random((height, width))
+        elif kind == 6:  # per-pixel noise on a larger map: many blobs, holes and blobs inside holes per level
+            m = rng.random((int(height) + 32, int(width) + 32))
+        else:  # constant: zero, or one value everywhere
+            m = np.full((height, width), float(rng.integers(0, 2)))
         m = m - m.min()
         maps.append(m / m.max() if m.max() > 0 else m)
     return maps
@@ -121,19 +127,35 @@ def test_rings_and_equal_blobs_keep_opencv_v1():
             assert swept(convention, scoremap, thresholds) == referenced(convention, scoremap, thresholds)
 
 
-def test_certificate_skips_most_levels_of_a_smooth_map(monkeypatch):
-    # the equivalence tests above only mean something if certified (untraced) levels occur
-    yy, xx = np.mgrid[0:64, 0:64]
-    scoremap = np.exp(-((xx - 30) ** 2 + (yy - 25) ** 2) / 300.0)
-    scoremap = (scoremap - scoremap.min()) / (scoremap.max() - scoremap.min())
+@pytest.mark.parametrize("convention", ["wsolevaluation", "ts_cam", "scm", "sat"])
+def test_sweep_ious_equal_reference_ious(convention):
+    # the scoring path keeps no boxes: it takes IoUs inside the component passes
+    rng = np.random.default_rng(13)
+    thresholds = np.arange(0, 1, 0.02)
+    multi = convention != "sat"
+    for scoremap in random_maps(48, seed=14):
+        height, width = scoremap.shape
+        xs, ys = np.sort(rng.integers(0, width, (3, 2)), 1), np.sort(rng.integers(0, height, (3, 2)), 1)
+        gt = np.stack([xs[:, 0], ys[:, 0], xs[:, 1], ys[:, 1]], 1)  # three GT boxes, some tiny
+        iou_v1, iou_v2 = sweep_ious(get_protocol(convention), scoremap, thresholds, gt)
+        np.testing.assert_array_equal(iou_v1, reference_ious(scoremap, thresholds, gt, convention, False))
+        np.testing.assert_array_equal(iou_v2, reference_ious(scoremap, thresholds, gt, convention, multi))
+
+
+def test_noise_and_smooth_maps_need_no_tracing(monkeypatch):
+    # V1 comes from the component trees; findContours is the fallback for ties among nested blobs only
     traced = []
     original = boxes_module._contour_level
     monkeypatch.setattr(
-        boxes_module, "_contour_level", lambda binary, offset: traced.append(1) or original(binary, offset)
+        boxes_module, "_contour_level", lambda binary: traced.append(1) or original(binary)
     )
+    yy, xx = np.mgrid[0:64, 0:64]
+    smooth = np.exp(-((xx - 30) ** 2 + (yy - 25) ** 2) / 300.0)
+    smooth = (smooth - smooth.min()) / (smooth.max() - smooth.min())
+    noise = np.random.default_rng(15).random((64, 64))
     thresholds = np.arange(0, 1, 0.001)
-    result = swept("wsolevaluation", scoremap, thresholds)
-    levels = len(np.unique((thresholds * 255).astype(int)))
-    assert len(traced) < levels // 4
+    results = [swept("wsolevaluation", m, thresholds) for m in (smooth, noise)]
+    assert traced == []
     monkeypatch.undo()
-    assert result == referenced("wsolevaluation", scoremap, thresholds)
+    for m, result in zip((smooth, noise), results, strict=True):
+        assert result == referenced("wsolevaluation", m, thresholds)

@@ -13,8 +13,29 @@ from PIL import Image
 from test_reports_fixtures import write_experiment
 from wsolbench.reports.report import build_report
 
+# Injected by the test into a copy of the page: once every <img> has decoded with a non-zero width it
+# sets data-images-ready="N" on <body>, else data-images-failed lists the broken images' alt texts.
+READY_SCRIPT = """<script>
+window.addEventListener("load", function () {
+  var images = Array.prototype.slice.call(document.images);
+  var failed = images.filter(function (img) { return !(img.complete && img.naturalWidth > 0); });
+  if (failed.length === 0) {
+    document.body.setAttribute("data-images-ready", String(images.length));
+  } else {
+    document.body.setAttribute("data-images-failed",
+      failed.map(function (img) { return img.alt; }).join(";"));
+  }
+});
+</script>"""
+
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+def with_ready_script(page: str) -> str:
+    """The page with READY_SCRIPT as the last element of <body>."""
+    assert page.count("</body>") == 1
+    return page.replace("</body>", f"{READY_SCRIPT}\n</body>")
 
 
 def _chromium() -> str:
@@ -42,12 +63,14 @@ def test_page_is_self_contained(report) -> None:
     sources = re.findall(r'src="([^"]*)"', page)
     assert len(sources) == 6 and all(s.startswith("data:image/png;base64,") for s in sources)
     assert not re.search(r'(href|src)="(?!data:)', page)  # no external file or URL
+    assert "<script" not in page
     assert "<b>80.96</b>" in page  # the published SAT row, best in its column
 
 
 def test_chromium_renders_tables_and_every_image(report, tmp_path) -> None:
     chromium = _chromium()
-    index = (report.out / "index.html").resolve()
+    index = tmp_path / "index.html"  # the report's page, as it is, plus the test's image check
+    index.write_text(with_ready_script((report.out / "index.html").read_text()))
     flags = [*CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=5000"]
     dom = subprocess.run([chromium, *flags, "--dump-dom", index.as_uri()], capture_output=True, text=True,
                          timeout=120)
@@ -65,7 +88,8 @@ def test_chromium_renders_tables_and_every_image(report, tmp_path) -> None:
     shot = tmp_path / "shot.png"
     flags = [*CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile2'}", "--window-size=1200,900",
              f"--screenshot={shot}"]
-    run = subprocess.run([chromium, *flags, index.as_uri()], capture_output=True, text=True, timeout=120)
+    page = (report.out / "index.html").resolve()  # the report's own page this time
+    run = subprocess.run([chromium, *flags, page.as_uri()], capture_output=True, text=True, timeout=120)
     assert run.returncode == 0 and shot.is_file(), run.stderr[-2000:]
     pixels = np.asarray(Image.open(shot).convert("L"), dtype=float)
     assert pixels.shape == (900, 1200)

@@ -37,7 +37,8 @@ def test_keys_and_features_equal_timm():
     assert backbone.grid_size == (3, 3) and backbone.num_patches == 9
     assert (backbone.embed_dim, backbone.depth, backbone.num_heads) == (32, 2, 2)
     images = torch.randn(2, 3, 48, 48)
-    x = backbone.embed(images)
+    patches = backbone.patch_embed(images)  # [cls, patches (row-major)] plus pos_embed
+    x = torch.cat([backbone.cls_token.expand(2, -1, -1), patches], dim=1) + backbone.pos_embed
     assert x.shape == (2, 10, 32)
     for block in backbone.blocks:
         x = block_forward(block, x, plain_attention)

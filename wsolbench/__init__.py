@@ -1,7 +1,23 @@
 """wsolbench: a harness for benchmarking weakly supervised object localization."""
 
-from wsolbench.method import Localization, MethodOutput, WSOLMethod, create_method
-from wsolbench.metrics.to_boxes import maps_to_boxes
+from __future__ import annotations
 
-__all__ = ["Localization", "MethodOutput", "WSOLMethod", "create_method", "maps_to_boxes"]
+import importlib
+from typing import Any
+
+_PUBLIC = {
+    "Localization": "wsolbench.method",
+    "MethodOutput": "wsolbench.method",
+    "WSOLMethod": "wsolbench.method",
+    "create_method": "wsolbench.method",
+    "maps_to_boxes": "wsolbench.metrics.to_boxes",
+}
+__all__ = list(_PUBLIC)
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    """The public API loads on first use, so that torch-free parts (metrics, `score`) start fast."""
+    if name in _PUBLIC:
+        return getattr(importlib.import_module(_PUBLIC[name]), name)
+    raise AttributeError(f"module 'wsolbench' has no attribute {name!r}")

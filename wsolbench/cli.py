@@ -7,7 +7,6 @@ from pathlib import Path
 
 import click
 
-from wsolbench.engine.distributed import is_main_process
 from wsolbench.errors import WsolbenchError
 from wsolbench.registry import DATASETS, METHODS, REPORTS
 
@@ -146,6 +145,7 @@ def train(method: str, dataset: str, protocol: str | None, seed: int | None, con
           overrides: tuple[str, ...], experiment: str | None, resume: bool, dry_run: bool) -> None:
     """Train and evaluate one method on one dataset; prints the run directory and its metrics."""
     from wsolbench.config import CHOICES
+    from wsolbench.engine.distributed import is_main_process
     from wsolbench.engine.runner import execute, plan_runs
 
     _check_names("--method", "method", [method], METHODS.names())
@@ -185,6 +185,7 @@ def evaluate(method: str | None, dataset: str | None, checkpoint: Path, protocol
     """
     from wsolbench.config import CHOICES, resolve, resolve_saved
     from wsolbench.engine.checkpoint import checkpoint_config
+    from wsolbench.engine.distributed import is_main_process
     from wsolbench.engine.runner import evaluate_checkpoint
     from wsolbench.metrics.protocols import EVAL_PROTOCOLS, official_evaluator
 
@@ -246,6 +247,7 @@ def run(methods: str | None, datasets: str | None, protocols: str | None, seeds:
     import time
 
     from wsolbench.config import CHOICES
+    from wsolbench.engine.distributed import is_main_process
     from wsolbench.engine.runner import default_run, execute, markdown_table, plan_runs, summary_notes, summary_table
 
     base = None
@@ -310,6 +312,7 @@ def report(runs_dir: Path, style: str, with_paper: bool, out: Path | None, proto
 def ablate(method: str, dataset: str, grids: tuple[str, ...], seeds: str, config_file: Path | None,
            overrides: tuple[str, ...], experiment: str | None, resume: bool, dry_run: bool) -> None:
     """Run an ablation grid through the engine, then write its table (md/csv/tex) and bar chart."""
+    from wsolbench.engine.distributed import is_main_process
     from wsolbench.reports import ablation
     from wsolbench.reports.tables import PAPER
 

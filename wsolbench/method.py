@@ -9,6 +9,12 @@ A method is an `nn.Module` with four jobs:
 - `param_groups(protocol)`: which parameters train under `full` / `parameter_efficient`, with lr
   scales and weight-decay flags.
 
+The base class holds what every method shares: the common constructor options (`num_classes`,
+`backbone`, `pretrained`, `img_size`, `drop_path_rate`, `backbone_kwargs`), the cross-entropy `loss`,
+the `class_ids` check of `localize` (`target_classes`) and `param_groups`, which a method steers with
+small hooks (`own_parameters`, `stages`, `no_weight_decay`, `frozen_parameters`, and for other lr
+groups `empty_param_groups` / `param_group_of`).
+
 `load_checkpoint(path)` reads our checkpoints and the official ones (`model` / `state_dict`
 wrappers, `module.` prefixes); a method adapts anything else in `adapt_state_dict`.
 """
@@ -21,6 +27,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from wsolbench.errors import WsolbenchError
@@ -63,18 +70,67 @@ class CheckpointError(WsolbenchError, RuntimeError):
     """A checkpoint that does not fit the model; the message lists the offending keys."""
 
 
+class MethodOptionError(WsolbenchError, ValueError):
+    """A constructor option, protocol or argument a method cannot take; the message names it."""
+
+
+def _under(name: str, prefixes: tuple[str, ...]) -> bool:
+    """Whether parameter `name` is one of `prefixes` or lies in a module named by one of them."""
+    return any(name == prefix or name.startswith(f"{prefix}.") for prefix in prefixes)
+
+
 class WSOLMethod(nn.Module):
-    """Base class of every method. Subclasses set `name` and `default_hparams`."""
+    """Base class of every method.
+
+    Subclasses set `name`, `default_hparams` (the hyperparameters `create_method` accepts, with their
+    defaults), `default_backbone` and `backbones` (those it is built and tested on), take their
+    hyperparameters as keyword arguments and hand the common options on:
+
+        def __init__(self, *, area_threshold: float, **options: Any) -> None:
+            super().__init__(**options)  # sets num_classes, backbone_name, pretrained, img_size, ...
+
+    `img_size` is an input-size hint every method accepts (CNNs take any size and may ignore it).
+    A method that cannot honour `pretrained`, `drop_path_rate` or `backbone_kwargs` leaves it out of
+    `backbone_options`; setting it then fails instead of being silently ignored.
+    """
 
     name: ClassVar[str] = ""
     default_hparams: ClassVar[dict[str, Any]] = {}
     default_backbone: ClassVar[str | None] = None
     weights_hub: ClassVar[str | None] = None  # where `pretrained=True` weights come from: "timm" / "torchvision"
+    backbones: ClassVar[tuple[str, ...]] = ()
+    backbone_options: ClassVar[tuple[str, ...]] = ("pretrained", "drop_path_rate", "backbone_kwargs")
+    frozen_parameters: ClassVar[tuple[str, ...]] = ()  # parameters that never train (fixed kernels)
+
+    def __init__(
+        self,
+        *,
+        num_classes: int,
+        backbone: str | None = None,
+        pretrained: bool | str = False,
+        img_size: int | None = None,
+        drop_path_rate: float | None = None,
+        backbone_kwargs: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        if num_classes < 1:
+            raise MethodOptionError(f"{self.name}: num_classes must be ≥ 1, got {num_classes}")
+        self.num_classes = num_classes
+        self.backbone_name = backbone or self.default_backbone
+        self.pretrained = pretrained
+        self.img_size = img_size
+        self.drop_path_rate = drop_path_rate
+        self.backbone_kwargs = dict(backbone_kwargs or {})
+        given = {"pretrained": pretrained, "drop_path_rate": drop_path_rate, "backbone_kwargs": self.backbone_kwargs}
+        for option, value in given.items():
+            if value and option not in self.backbone_options:
+                if self.backbone_name is None:
+                    raise MethodOptionError(f"{self.name}: the method has no backbone, so {option} must be "
+                                            f"left unset; got {value!r}")
+                raise MethodOptionError(f"{self.name}: backbone {self.backbone_name} takes no {option}; "
+                                        f"got {value!r}")
 
     def forward(self, images: Tensor) -> MethodOutput:  # pragma: no cover - contract
-        raise NotImplementedError
-
-    def loss(self, output: MethodOutput, labels: Tensor) -> dict[str, Tensor]:  # pragma: no cover
         raise NotImplementedError
 
     def localize(self, images: Tensor, class_ids: Tensor | None = None) -> Localization:  # pragma: no cover
@@ -93,8 +149,84 @@ class WSOLMethod(nn.Module):
         """
         raise NotImplementedError
 
-    def param_groups(self, protocol: str, **options: Any) -> list[ParamGroup]:  # pragma: no cover
-        raise NotImplementedError
+    def loss(self, output: MethodOutput, labels: Tensor) -> dict[str, Tensor]:
+        """Cross-entropy of the logits: {"loss": ce, "cls": ce}. Methods with more terms override it."""
+        cls = F.cross_entropy(output.logits, labels)
+        return {"loss": cls, "cls": cls}
+
+    def target_classes(self, logits: Tensor, class_ids: Tensor | None) -> Tensor:
+        """The class whose map `localize` returns for each image: `class_ids` (B,) as int64 on the
+        logits' device, or the top-1 class when None. Any other shape raises MethodOptionError."""
+        if class_ids is None:
+            return logits.argmax(dim=1)
+        if class_ids.shape != (logits.shape[0],):
+            raise MethodOptionError(f"{self.name}.localize: class_ids must have shape ({logits.shape[0]},), "
+                                    f"got {tuple(class_ids.shape)}")
+        return class_ids.to(logits.device).long()
+
+    # ------------------------------------------------------------------ parameter groups
+
+    def own_parameters(self) -> tuple[str, ...]:
+        """Parameters and modules the method adds to its backbone (a name covers everything under
+        `name.`): `parameter_efficient` always trains them. Default: none."""
+        return ()
+
+    def stages(self) -> tuple[tuple[str, ...], ...]:
+        """The backbone's stages as parameter/module names, last stage first: `parameter_efficient`
+        trains the first `trainable_blocks` of them. Default: none."""
+        return ()
+
+    def no_weight_decay(self) -> set[str]:
+        """Parameter names kept out of weight decay besides 1-D tensors and biases (timm's hook of
+        the same name). Default: none."""
+        return set()
+
+    def empty_param_groups(self) -> list[ParamGroup]:
+        """The groups `param_groups` sorts parameters into, in order, still empty. Default: timm's
+        "decay" and "no_decay" (weight decay off), both at the base lr."""
+        return [ParamGroup("decay", []), ParamGroup("no_decay", [], weight_decay=False)]
+
+    def param_group_of(self, name: str, param: nn.Parameter) -> str:
+        """The name of the group parameter `name` trains in. Default: timm's weight-decay rule,
+        "no_decay" for 1-D tensors, biases and `no_weight_decay()` names, "decay" for the rest."""
+        if param.ndim <= 1 or name.endswith(".bias") or name in self.no_weight_decay():
+            return "no_decay"
+        return "decay"
+
+    def param_groups(self, protocol: str, trainable_blocks: int = 0) -> list[ParamGroup]:
+        """The parameters that train under `protocol`, sorted into `empty_param_groups()` by
+        `param_group_of`, in named_parameters order; groups left empty are dropped.
+
+        - `full` / `few_shot`: every parameter but the `frozen_parameters`; `trainable_blocks`
+          must be 0.
+        - `parameter_efficient`: `own_parameters()` plus the last `trainable_blocks` stages
+          (0 ≤ trainable_blocks ≤ len(stages())).
+
+        A method without parameters returns [] for every protocol. An unknown protocol or a
+        `trainable_blocks` out of range raises MethodOptionError.
+        """
+        if protocol not in PROTOCOLS:
+            raise MethodOptionError(f"{self.name}: unknown protocol {protocol!r}; valid: {', '.join(PROTOCOLS)}")
+        named = [(n, p) for n, p in self.named_parameters() if n not in self.frozen_parameters]
+        if not named:
+            return []
+        if protocol == "parameter_efficient":
+            stages = self.stages()
+            if not 0 <= trainable_blocks <= len(stages):
+                raise MethodOptionError(f"{self.name} ({self.backbone_name}): trainable_blocks must lie in "
+                                        f"[0, {len(stages)}], got {trainable_blocks}")
+            trained = self.own_parameters() + sum(stages[:trainable_blocks], ())
+            named = [(n, p) for n, p in named if _under(n, trained)]
+        elif trainable_blocks:
+            raise MethodOptionError(f"{self.name}: trainable_blocks applies to parameter_efficient only, "
+                                    f"not {protocol!r}")
+        groups = self.empty_param_groups()
+        by_name = {group.name: group for group in groups}
+        for n, p in named:
+            by_name[self.param_group_of(n, p)].params.append((n, p))
+        return [group for group in groups if group.params]
+
+    # ------------------------------------------------------------------ checkpoints
 
     def adapt_state_dict(self, state_dict: dict[str, Tensor]) -> dict[str, Tensor]:
         """Map an official checkpoint's keys onto ours; the default keeps them as they are."""
@@ -194,7 +326,7 @@ def create_method(
     *,
     num_classes: int,
     backbone: str | None = None,
-    pretrained: bool | str = False,
+    pretrained: bool | str | None = None,
     img_size: int | None = None,
     drop_path_rate: float | None = None,
     backbone_kwargs: dict[str, Any] | None = None,
@@ -202,6 +334,9 @@ def create_method(
 ) -> WSOLMethod:
     """Build a registered method. Unknown hyperparameters fail, naming the closest valid one.
 
+    As in timm's `create_model`, options and hyperparameters given as None are dropped, so the
+    method's own defaults apply (`default_backbone`, `default_hparams`, its constructor's defaults)
+    and a method never has to accept an option it does not use only to be told it is unset.
     `pretrained=True` loads the backbone's published weights (timm hub / torchvision names);
     a string is a local weight file. `backbone_kwargs` go through to timm (embed_dim, depth, ...).
     """
@@ -214,12 +349,7 @@ def create_method(
             f"method {name!r} has no hyperparameter {key!r}{closest(key, valid)}; "
             f"valid: {', '.join(valid) or '(none)'}"
         )
-    return cls(
-        num_classes=num_classes,
-        backbone=backbone or cls.default_backbone,
-        pretrained=pretrained,
-        img_size=img_size,
-        drop_path_rate=drop_path_rate,
-        backbone_kwargs=dict(backbone_kwargs or {}),
-        **{**cls.default_hparams, **hparams},
-    )
+    options = {"backbone": backbone, "pretrained": pretrained, "img_size": img_size,
+               "drop_path_rate": drop_path_rate, "backbone_kwargs": backbone_kwargs, **hparams}
+    given = {key: value for key, value in options.items() if value is not None}
+    return cls(num_classes=num_classes, **{**cls.default_hparams, **given})

@@ -11,7 +11,7 @@ from __future__ import annotations
 import difflib
 import importlib
 import pkgutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from importlib import metadata
 from typing import Any, Generic, TypeVar
 
@@ -89,9 +89,6 @@ class Registry(Generic[T]):
     def names(self) -> list[str]:
         self.load_plugins()
         return sorted(self._items)
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self.names())
 
     def __contains__(self, name: Any) -> bool:
         self.load_plugins()

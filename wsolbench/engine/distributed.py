@@ -58,11 +58,6 @@ def setup(preference: str = "auto") -> DistInfo:
     return DistInfo(dist.get_rank(), dist.get_world_size(), device)
 
 
-def teardown() -> None:
-    if dist.is_available() and dist.is_initialized():
-        dist.destroy_process_group()
-
-
 def barrier(info: DistInfo) -> None:
     if info.enabled:
         dist.barrier()

@@ -13,8 +13,6 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import os
-import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -34,10 +32,6 @@ from wsolbench.engine.optim import LRSchedule, build_optimizer
 from wsolbench.errors import WsolbenchError
 from wsolbench.method import ParamGroup, WSOLMethod
 from wsolbench.results import RunDir
-
-# Test hook: SIGKILL this process right after optimizer step N (and its checkpoint, if one is due),
-# as a crash would. The kill/resume test uses it to interrupt a run at a known step.
-KILL_AFTER_STEP_ENV = "WSOLBENCH_KILL_AFTER_STEP"
 
 Validator = Callable[[WSOLMethod], tuple[str, float]]
 
@@ -270,7 +264,6 @@ class Trainer:
             generator=torch.Generator(),  # its base seed must not come from (and advance) the process RNG
         )
         self.model.train()
-        kill_after = int(os.environ.get(KILL_AFTER_STEP_ENV, "0"))
         every = config.train.checkpoint_every_steps
         iterator = iter(loader)
         bar = tqdm(
@@ -296,8 +289,6 @@ class Trainer:
             bar.set_postfix({k: f"{v:.4g}" for k, v in terms.items()} | {"img/s": f"{images / seconds:.1f}"})
             if every and self.state.global_step % every == 0 and step_index + 1 < len(steps):
                 self.save("last.pt")
-            if kill_after and self.state.global_step == kill_after:
-                os.kill(os.getpid(), signal.SIGKILL)
         bar.close()
 
     def _step(self, micro: list[dict[str, Any]]) -> tuple[dict[str, float], int]:

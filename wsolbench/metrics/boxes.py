@@ -1,13 +1,12 @@
 """Box extraction over a threshold sweep, and the inclusive "+1" IoU (metrics.md §3–§7, §12).
 
-The hot path: for one prepared map and T thresholds, every *distinct binary image* is built once
-(uint8 protocols: ≤ 256 integer levels; float protocols: one per distinct map value passed), on the
-bounding region of its foreground only (the same contours, shifted: OpenCV ≥ 3.2 treats image borders
-as background), and the IoUs of all boxes of all levels against all GT boxes are one array operation.
-Contour protocols skip findContours at levels proven to hold one blob without holes (_contour_sweep;
-their box is the whole foreground's, computed for all levels at once).
-tests/reference_metrics.py is the plain per-threshold version; tests and benchmarks/metrics_speed.py
-check that both give identical numbers.
+The hot path: for one prepared map and T thresholds, the distinct binary images (uint8 protocols:
+≤ 256 integer levels; float protocols: one per distinct map value passed) are never built one by
+one. Two union-find passes over the pixels sorted by value (component_trees) give every level's
+8-connected foreground components (outer contours) and 4-connected holes (hole contours) with their
+boxes; V1's largest contourArea comes from the same pass, and the rare level it cannot decide is
+traced with findContours. tests/reference_metrics.py is the plain per-threshold version; tests and
+benchmarks/metrics_speed.py check that both give identical numbers.
 """
 
 from __future__ import annotations
@@ -17,10 +16,8 @@ from typing import NamedTuple
 import cv2
 import numpy as np
 
+from wsolbench.metrics.component_trees import EMPTY, UNDECIDED, foreground_components, hole_components
 from wsolbench.metrics.protocols import EvalProtocol
-
-_SQUARE = np.ones((3, 3), np.uint8)  # 8-neighbourhood
-_CROSS = cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))  # 4-neighbourhood
 
 EMPTY_BOXES = {
     "zero": lambda width, height: (0, 0, 0, 0),
@@ -71,27 +68,15 @@ def _levels(protocol: EvalProtocol, prepared: np.ndarray, thresholds: np.ndarray
     return prepared, thresholds[first], inverse
 
 
-class _Level(NamedTuple):
-    """Contours of one level: rects [(x, y, w, h)] (None for _SIMPLE) and the V1 index into them."""
+def _contour_level(binary: np.ndarray) -> tuple[int, int, int, int]:
+    """boundingRect (x, y, w, h) of the RETR_TREE contour with the largest contourArea, first on ties.
 
-    rects: list | None
-    best: int
-
-
-def _contour_level(binary: np.ndarray, offset: tuple[int, int]) -> _Level:
-    """All RETR_TREE contours of a binary image: boundingRects, index of the largest contourArea.
-
-    A contour at odd depth of the hierarchy is a hole contour, at even depth an outer one. V1 is the
-    first contour in OpenCV's list with the largest contourArea (Python's max() in the reference);
-    only outer contours are measured: a hole contour runs through pixels of the blob around it, so
-    its polygon lies inside that blob's outer polygon and is never strictly larger, and it never
-    wins a tie (tests/test_metrics_equivalence.py checks V1 against the plain rule on rings and
-    random images).
+    A contour at odd depth of the hierarchy is a hole contour, at even depth an outer one. Only
+    outer contours are measured: a hole contour runs through pixels of the blob around it, so its
+    polygon lies inside that blob's outer polygon and is never strictly larger, and it comes after
+    that blob's contour in OpenCV's list, so it never wins a tie.
     """
-    contours, hierarchy = cv2.findContours(binary, cv2.RETR_TREE, cv2.CHAIN_APPROX_SIMPLE, offset=offset)
-    rects = [cv2.boundingRect(c) for c in contours]
-    if len(contours) == 1:
-        return _Level(rects, 0)
+    contours, hierarchy = cv2.findContours(binary, cv2.RETR_TREE, cv2.CHAIN_APPROX_SIMPLE)
     parent = hierarchy[0][:, 3].tolist()
     best, largest = 0, -1.0
     for k, up in enumerate(parent):
@@ -103,81 +88,64 @@ def _contour_level(binary: np.ndarray, offset: tuple[int, int]) -> _Level:
         area = cv2.contourArea(contours[k])
         if area > largest:
             best, largest = k, area
-    return _Level(rects, best)
+    return cv2.boundingRect(contours[best])
 
 
-_SIMPLE = _Level(None, 0)  # a level whose only contour is its whole foreground's outline
+def _pixel_order(source: np.ndarray, cuts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(flat pixel indices by increasing value, (U,) number of pixels at most each cut)."""
+    flat = source.ravel()
+    order = np.argsort(flat, kind="stable")
+    return order, np.searchsorted(flat[order], cuts, side="right")
 
 
-def _pixel_component_rect(binary: np.ndarray, offset: tuple[int, int]) -> tuple[int, int, int, int]:
-    """Rect (x, y, w, h) of the largest 8-connected component by pixel count.
+class _Sweep(NamedTuple):
+    """One map's levels: V1 box (U, 4), best V2 IoU (U,), and with keep_boxes every box of every level."""
 
-    Ties go to the component met first in raster order, as skimage/scipy labels. OpenCV's labels do
-    not follow that order (its block-based labelling numbers two rows at a time), so a tie is broken
-    by each tied component's first pixel in raster order.
-    """
-    _, labels, stats, _ = cv2.connectedComponentsWithStats(binary, connectivity=8, ltype=cv2.CV_32S)
-    sizes = stats[1:, cv2.CC_STAT_AREA]
-    tied = 1 + np.flatnonzero(sizes == sizes.max())
-    k = tied[0] if len(tied) == 1 else min(tied, key=lambda t: int(np.argmax(labels == t)))
-    x, y, w, h = stats[k, :4].tolist()
-    return (x + offset[0], y + offset[1], w, h)
+    v1_boxes: np.ndarray
+    iou_v2: np.ndarray
+    inverse: np.ndarray
+    boxes: list[np.ndarray] | None
 
 
-def _extremum_values(q: np.ndarray) -> np.ndarray:
-    """Sorted values of the non-strict local maxima (8-neighbourhood) and minima (4-neighbourhood) of q.
-
-    A pixel p is a local maximum if q[p] ≥ every 8-neighbour, a local minimum if q[p] ≤ every
-    4-neighbour (missing neighbours at the image border impose nothing). These are the only values
-    at which the foreground {q > c} can gain a component or a hole as c moves: see _contour_sweep.
-    """
-    maxima = q == cv2.dilate(q, _SQUARE)
-    minima = q == cv2.erode(q, _CROSS)
-    present = np.zeros(256, dtype=bool)
-    present[q[maxima]] = True
-    present[q[minima]] = True
-    return np.flatnonzero(present)
-
-
-def _contour_sweep(q: np.ndarray, cuts: np.ndarray, roi) -> list[_Level]:
-    """_Level of every non-empty uint8 cut (ascending); _SIMPLE where it is certified, not traced.
-
-    roi(u) is the (x0, y0, x1, y1) bounding region of cut u's foreground, where it is traced.
-    Certificate: let a < b be cuts with no extremum value (_extremum_values) in (a, b], where
-    {q > a} has no hole and {q > b} is one non-empty blob. Then every cut c in (a, b) gives exactly
-    one contour (one blob, no hole), whose boundingRect is the box of the whole foreground:
-    - no hole: a hole H of {q > c} (a 4-connected part of {q ≤ c} off the border) has no pixel ≤ a,
-      or that pixel's 4-component in {q ≤ a} would be a hole of {q > a}; so min(H) lies in (a, c],
-      and a pixel of H at min(H) is a 4-neighbourhood local minimum (its neighbours outside H exceed c);
-    - one blob: a blob K of {q > c} missing {q > b} has max(K) in (c, b], and a pixel of K at max(K)
-      is an 8-neighbourhood local maximum (its neighbours outside K are ≤ c); so every blob meets the
-      connected {q > b} ⊆ {q > c}, which lies in one blob.
-    The cuts are split into runs with no extremum value between them, and each run is bisected: a
-    piece whose two ends trace to exactly one contour is certified whole, otherwise both halves are
-    examined, down to single cuts.
-    """
-    levels: list = [None] * len(cuts)
-    cut_list = cuts.tolist()
-
-    def one_contour(u: int) -> bool:
-        if levels[u] is None:
-            x0, y0, x1, y1 = roi(u)
-            levels[u] = _contour_level(cv2.threshold(q[y0:y1, x0:x1], cut_list[u], 1, cv2.THRESH_BINARY)[1], (x0, y0))
-        return len(levels[u].rects) == 1
-
-    runs = np.searchsorted(_extremum_values(q), cuts, side="right")  # same run ⇔ no extremum in (a, b]
-    bounds = np.flatnonzero(np.diff(runs)) + 1
-    stack = [(int(lo), int(hi) - 1) for lo, hi in zip(np.r_[0, bounds], np.r_[bounds, len(cuts)], strict=True)]
-    while stack:
-        lo, hi = stack.pop()
-        if hi < lo:  # no non-empty cut at all
-            continue
-        if one_contour(lo) & one_contour(hi):  # both traced
-            levels[lo + 1 : hi] = [_SIMPLE] * max(0, hi - lo - 1)
-        elif hi - lo > 1:
-            mid = (lo + hi) // 2
-            stack += [(lo, mid), (mid, hi)]
-    return levels
+def _sweep(
+    protocol: EvalProtocol, prepared: np.ndarray, thresholds: np.ndarray, gt_boxes: np.ndarray, keep_boxes: bool
+) -> _Sweep:
+    """All levels of one map from one pass of each component tree; V2 IoUs are taken on the way."""
+    source, cuts, inverse = _levels(protocol, prepared, thresholds)
+    height, width = source.shape
+    limit = np.array([width - 1, height - 1] if protocol.clip else [np.iinfo(np.int64).max] * 2)
+    ascending, at_most = _pixel_order(source, cuts)
+    levels = len(cuts)
+    gt = np.asarray(gt_boxes, dtype=np.int64).reshape(-1, 4)
+    pixels = protocol.components == "pixels"
+    if pixels:
+        none = np.zeros(levels, np.int64)
+        hole_iou, hole_boxes, hole_lo, hole_hi = np.full(levels, -1.0), np.zeros((0, 4), np.int64), none, none
+        holes, lo, hi, link, link_level = np.zeros((0, 3), np.int64), none, none, *[np.zeros(0, np.int32)] * 2
+    else:
+        hole_iou, hole_boxes, hole_lo, hole_hi, holes, lo, hi, link, link_level = hole_components(
+            ascending, at_most, height, width, gt, limit, keep_boxes
+        )
+    blob_iou, status, v1_boxes, blob_boxes, blob_lo, blob_hi = foreground_components(
+        ascending[::-1].copy(), height * width - at_most, height, width, pixels, gt, limit, keep_boxes,
+        holes, lo, hi, link, link_level,
+    )
+    empty = status == EMPTY
+    v1_boxes[empty] = EMPTY_BOXES[protocol.empty_box](width, height)
+    for u in np.flatnonzero(status == UNDECIDED).tolist():
+        x, y, w, h = _contour_level((source > cuts[u]).view(np.uint8))
+        v1_boxes[u] = (x, y, min(x + w, limit[0]), min(y + h, limit[1]))
+    iou_v2 = np.maximum(blob_iou, hole_iou)
+    iou_v2[empty] = box_iou(v1_boxes[empty], gt).max(1) if empty.any() else 0.0
+    boxes = None
+    if keep_boxes:
+        boxes = [
+            np.concatenate([blob_boxes[blob_lo[u] : blob_hi[u]], hole_boxes[hole_lo[u] : hole_hi[u]]])
+            if not empty[u]
+            else v1_boxes[u : u + 1]
+            for u in range(levels)
+        ]
+    return _Sweep(v1_boxes, iou_v2, inverse, boxes)
 
 
 def sweep_boxes(protocol: EvalProtocol, prepared: np.ndarray, thresholds: np.ndarray):
@@ -187,55 +155,21 @@ def sweep_boxes(protocol: EvalProtocol, prepared: np.ndarray, thresholds: np.nda
     boxes[starts[u]:starts[u+1]] (V2: all contours), boxes[v1[u]] is its V1 box, and threshold k uses
     level inverse[k]. A box is (x, y, x+w, y+h) of the boundingRect / component, clipped to
     (W − 1, H − 1) if the protocol clips; an empty foreground gives the protocol's empty box.
-    uint8 contour protocols trace only the levels _contour_sweep cannot derive.
+    Builds every box of every level: for scoring, sweep_ious takes the IoUs without keeping them.
     """
-    source, cuts, inverse = _levels(protocol, prepared, thresholds)
-    rows = source.max(1)[None, :] > cuts[:, None]  # (U, S): rows holding foreground at each level
-    cols = source.max(0)[None, :] > cuts[:, None]
-    filled = int(rows.any(1).sum())  # cuts ascend, so the non-empty levels come first
-    left, top = cols.argmax(1), rows.argmax(1)
-    right, bottom = cols.shape[1] - cols[:, ::-1].argmax(1), rows.shape[1] - rows[:, ::-1].argmax(1)
-    whole = np.stack([left, top, right - left, bottom - top], 1)  # (x, y, w, h) of all the foreground
-    x0, y0 = whole[:, 0].tolist(), whole[:, 1].tolist()
-    x1, y1 = (whole[:, 0] + whole[:, 2]).tolist(), (whole[:, 1] + whole[:, 3]).tolist()
-
-    def roi(u: int) -> tuple[int, int, int, int]:
-        return x0[u], y0[u], x1[u], y1[u]
-
-    def binary(u: int) -> np.ndarray:
-        return (source[y0[u] : y1[u], x0[u] : x1[u]] > cuts[u]).view(np.uint8)
-
-    if protocol.components == "pixels":
-        found = [_Level([_pixel_component_rect(binary(u), (x0[u], y0[u]))], 0) for u in range(filled)]
-    elif source.dtype == np.uint8:
-        found = _contour_sweep(source, cuts[:filled], roi)
-    else:  # float binarization has no 256-value extremum table: trace every level
-        found = [_contour_level(binary(u), (x0[u], y0[u])) for u in range(filled)]
-    counts = np.ones(len(cuts), dtype=np.int64)
-    counts[:filled] = [1 if f.rects is None else len(f.rects) for f in found]
-    starts = np.zeros(len(cuts), dtype=np.int64)
+    swept = _sweep(protocol, prepared, thresholds, np.zeros((1, 4), np.int64), keep_boxes=True)
+    counts = np.array([len(b) for b in swept.boxes], dtype=np.int64)
+    starts = np.zeros(len(counts), dtype=np.int64)
     np.cumsum(counts[:-1], out=starts[1:])
-    boxes = np.zeros((int(counts.sum()), 4), dtype=np.int64)
-    v1 = starts.copy()
-    simple = [u for u, f in enumerate(found) if f.rects is None]
-    boxes[starts[simple]] = whole[simple]
-    for u, f in enumerate(found):
-        if f.rects is not None:
-            boxes[starts[u] : starts[u] + counts[u]] = f.rects
-            v1[u] += f.best
-    boxes[:, 2:] += boxes[:, :2]
-    height, width = source.shape
-    if protocol.clip:
-        np.minimum(boxes[:, 2], width - 1, out=boxes[:, 2])
-        np.minimum(boxes[:, 3], height - 1, out=boxes[:, 3])
-    boxes[starts[filled:]] = EMPTY_BOXES[protocol.empty_box](width, height)
-    return boxes, starts, v1, inverse
+    pairs = zip(swept.boxes, swept.v1_boxes, strict=True)
+    v1 = starts + [int(np.flatnonzero((level == box).all(1))[0]) for level, box in pairs]
+    return np.concatenate(swept.boxes), starts, v1, swept.inverse
 
 
 def sweep_ious(
     protocol: EvalProtocol, prepared: np.ndarray, thresholds: np.ndarray, gt_boxes: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """(IoU_V1 (T,), IoU_V2 (T,)) of one prepared map vs its GT boxes (max over GT, and contours for V2)."""
-    boxes, starts, v1, inverse = sweep_boxes(protocol, prepared, thresholds)
-    best = box_iou(boxes, gt_boxes).max(1)
-    return best[v1][inverse], np.maximum.reduceat(best, starts)[inverse]
+    gt_boxes = check_boxes(gt_boxes, "GT boxes")
+    swept = _sweep(protocol, prepared, thresholds, gt_boxes, keep_boxes=False)
+    return box_iou(swept.v1_boxes, gt_boxes).max(1)[swept.inverse], swept.iou_v2[swept.inverse]

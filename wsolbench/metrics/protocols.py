@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from wsolbench.data import EvalFrame
+from wsolbench.annotations import EvalFrame
 from wsolbench.registry import closest
 
 THRESHOLD_POLICIES = ("oracle-test", "fixed", "val")

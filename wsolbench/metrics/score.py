@@ -21,9 +21,10 @@ from typing import Any
 
 import numpy as np
 
-from wsolbench.data import EvalFrame, Metadata, atomic_write_text, mask_label_map, read_metadata
+from wsolbench.annotations import EvalFrame, Metadata, atomic_write_text, mask_label_map, read_metadata
 from wsolbench.errors import WsolbenchError
 from wsolbench.metrics.accumulators import BoxAccumulator, MaskAccumulator
+from wsolbench.metrics.component_trees import load_kernels
 from wsolbench.metrics.protocols import get_protocol, threshold_list
 
 METRICS = ("maxboxacc", "maxboxaccv2", "pxap")
@@ -158,6 +159,7 @@ def score(
         for k in range(0, len(items), CHUNK)
     ]
     workers = min(workers, len(tasks))
+    load_kernels()  # once here, not in every forked worker
     if workers > 1:
         with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
             chunks = list(pool.map(_score_chunk, tasks))

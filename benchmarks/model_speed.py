@@ -4,7 +4,7 @@ For each of sat, ts_cam, scm (those registered), one training step = forward, lo
 step, timed after one warm-up step. The reference has the same weights and
 materializes the full N×N attention, as the official code does:
 
-- sat: written here from sat.md §1.4 as the official module computes it: explicit softmax(QKᵀ/√d),
+- sat: written here as the official module (`Model/SAT.py` in wpy1999/SAT) computes it: explicit softmax(QKᵀ/√d),
   the spatial-token mask computed in *every* block, post-softmax key columns scaled in the last K;
 - others: the same module with `F.scaled_dot_product_attention` replaced by explicit
   softmax(QKᵀ/√d)·V.
@@ -45,7 +45,7 @@ TRANSFORMER_METHODS = ("sat", "ts_cam", "scm")
 
 
 class MaterializedSAT(nn.Module):
-    """SAT as the official code computes it (sat.md §1.3-§1.4), sharing nothing with methods/vit.py."""
+    """SAT as the official code computes it (`Model/SAT.py`), sharing nothing with methods/vit.py."""
 
     def __init__(self, sat: nn.Module) -> None:
         super().__init__()
@@ -64,7 +64,7 @@ class MaterializedSAT(nn.Module):
             q, k, v = qkv[0], qkv[1], qkv[2]
             logits = (q @ k.transpose(-2, -1)) * attn.scale
             probs = logits.softmax(dim=-1)
-            # (B, 1, 1, N), computed in every block as the official code does (quirk Q14)
+            # (B, 1, 1, N), computed in every block as the official code does
             mask = torch.sigmoid(logits[:, :, N - 1 : N, :].mean(dim=1, keepdim=True))
             if index >= first_spatial:
                 probs = probs * mask

@@ -26,6 +26,7 @@ from wsolbench.data import (
     write_dataset_info,
     write_metadata,
 )
+from wsolbench.errors import MissingFileError
 
 SHIPPED_METADATA = Path(__file__).resolve().parent / "wsolevaluation" / "metadata"
 LISTED_PROBLEMS = 20
@@ -58,18 +59,18 @@ def staged(dest: Path) -> Iterator[Path]:
 
 
 def require(path: Path, hint: str) -> Path:
-    """`path` if it exists, else FileNotFoundError naming it and the expected layout."""
+    """`path` if it exists, else MissingFileError naming it and the expected layout."""
     if not path.exists():
-        raise FileNotFoundError(f"{path}: missing; expected source layout: {hint}")
+        raise MissingFileError(f"{path}: missing; expected source layout: {hint}")
     return path
 
 
 def require_all(root: Path, relpaths: list[str], what: str, hint: str) -> None:
-    """FileNotFoundError naming the count and the first missing files of `relpaths` under `root`."""
+    """MissingFileError naming the count and the first missing files of `relpaths` under `root`."""
     missing = [p for p in relpaths if not (root / p).is_file()]
     if missing:
         shown = ", ".join(missing[:3])
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"{root}: {len(missing)} of {len(relpaths)} {what} missing, first: {shown}; "
             f"expected layout: {hint}"
         )
@@ -81,7 +82,7 @@ def image_size(path: Path) -> tuple[int, int]:
         with Image.open(path) as image:
             return image.size
     except FileNotFoundError:
-        raise FileNotFoundError(f"{path}: image listed in the source annotations is missing") from None
+        raise MissingFileError(f"{path}: image listed in the source annotations is missing") from None
     except (OSError, SyntaxError, ValueError, EOFError) as error:
         raise ImageError(f"{path}: {describe_image_error(path, error)}") from None
 
@@ -144,7 +145,7 @@ def end_box(where: str, x0: float, y0: float, x1: float, y1: float, size: tuple[
     """An inclusive box from x0, y0 and an end x1 = x0 + w (no −1), as CUB and the SAT lists give it.
 
     Each value is truncated to int; the end is clipped to the last pixel, (min(x1, W−1), min(y1, H−1)),
-    which is the rule that reproduces the wsolevaluation CUB metadata (datasets.md §4.1). A box that
+    which is the rule that reproduces the wsolevaluation CUB metadata (docs/datasets.md). A box that
     still does not lie in the image raises MetadataError naming `where`.
     """
     w, h = size
@@ -197,7 +198,7 @@ def image_folder(root: Path, hint: str) -> tuple[list[str], list[tuple[str, int]
     require(root, hint)
     classes = sorted(p.name for p in root.iterdir() if p.is_dir())
     if not classes:
-        raise FileNotFoundError(f"{root}: no class folders; expected source layout: {hint}")
+        raise MissingFileError(f"{root}: no class folders; expected source layout: {hint}")
     items = [
         (f"{root.name}/{name}/{file.name}", label)
         for label, name in enumerate(classes)

@@ -1,9 +1,9 @@
-"""Readers of the SAT repo's list formats (sat.md §5) for Stanford Dogs, FGVC-Aircraft and Stanford Cars.
+"""Readers of the SAT repo's list formats (docs/datasets.md) for Stanford Dogs, FGVC-Aircraft and Stanford Cars.
 
 Box ends in these lists are x2 = x + w style (no −1). They are converted exactly as CUB's are:
 (int x1, int y1, min(int x2, W−1), min(int y2, H−1)), so every dataset follows the wsolevaluation
 inclusive convention. The trailing `H W` of each line (height first) must equal the JPEG's size.
-Every line is stripped of `\\r\\n` (quirk Q6: CRLF files).
+Every line is stripped of `\\r\\n` (some ship with CRLF line endings).
 """
 
 from __future__ import annotations

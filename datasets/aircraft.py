@@ -1,4 +1,4 @@
-"""`aircraft` and `cars`: FGVC-Aircraft 2013b and Stanford Cars in the SAT repo's layout (sat.md §5).
+"""`aircraft` and `cars`: FGVC-Aircraft 2013b and Stanford Cars in the SAT repo's layout (docs/datasets.md).
 
 Both use `classes.txt` (label = line index) and `images_box.txt`; split codes 0 and 2 → train and
 1 → test for Aircraft, 0 → train and 1 → test for Cars. Boxes are converted as `_sat_lists` says.
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from wsolbench.data import DatasetAdapter, PreparedDataset, open_dataset
+from wsolbench.data import DatasetAdapter, MetadataError, PreparedDataset, open_dataset
 from wsolbench.registry import register_dataset
 
 from ._build import require, staged, write_prepared
@@ -40,7 +40,7 @@ class ImagesBoxAdapter(DatasetAdapter):
             require(source / name, self.source_hint)
         classes, splits = images_box(source, self.split_of)
         if len(classes) != self.num_classes:
-            raise ValueError(f"{source / 'classes.txt'}: {len(classes)} classes, expected {self.num_classes}")
+            raise MetadataError(f"{source / 'classes.txt'}: {len(classes)} classes, expected {self.num_classes}")
         with staged(Path(dest)) as stage:
             write_prepared(
                 stage,

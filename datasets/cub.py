@@ -3,7 +3,7 @@
 - image id = the `images.txt` path (`<class folder>/<file>.jpg`); split by `train_test_split.txt`
   (1 → train, 0 → test), in `images.txt` order; label = class id − 1.
 - box = (int x, int y, min(int(x + w), W−1), min(int(y + h), H−1)) from `bounding_boxes.txt`, with W, H
-  read from the JPEG files; this reproduces the wsolevaluation metadata (datasets.md §4.1).
+  read from the JPEG files; this reproduces the wsolevaluation metadata (docs/datasets.md).
 - val (train-fullsup) is the shipped wsolevaluation `CUB/val` metadata, whose CUBV2 images live in
   the same class folders. If none of them is in the source, the val split is skipped with a warning
   that says how to get CUBV2; if only some are, prepare fails naming the missing ones.

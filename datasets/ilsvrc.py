@@ -30,6 +30,7 @@ from wsolbench.data import (
     read_lines,
     read_metadata,
 )
+from wsolbench.errors import MissingFileError
 from wsolbench.registry import register_dataset
 
 from ._build import (
@@ -125,13 +126,13 @@ class ILSVRCAdapter(DatasetAdapter):
                     train.image_ids.append(f"train/{wnid}/{file.name}")
                     train.labels[train.image_ids[-1]] = index[wnid]
         if not train.image_ids:
-            raise FileNotFoundError(f"{train_dir}: no images; expected source layout: {HINT}")
+            raise MissingFileError(f"{train_dir}: no images; expected source layout: {HINT}")
 
         csv = source / "LOC_val_solution.csv"
         annotations = _from_csv(csv) if csv.is_file() else _from_xml(val_dir)
         images = sorted(p for p in val_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
         if not images:
-            raise FileNotFoundError(
+            raise MissingFileError(
                 f"{val_dir}: no ILSVRC2012_val_*.JPEG images; expected source layout: {HINT}"
             )
         stems = {p.stem for p in images}

@@ -1,4 +1,4 @@
-"""`stanford_dogs`: Stanford Dogs in the SAT repo's layout (sat.md §5); train / test, boxes on test.
+"""`stanford_dogs`: Stanford Dogs in the SAT repo's layout (docs/datasets.md); train / test, boxes on test.
 
 train = the `train/<class_dir>/` image folders (label = sorted folder index, no boxes); test = the
 `test_list.txt` order with the boxes of `test_gt.txt` (several per image possible), converted as

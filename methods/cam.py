@@ -1,4 +1,5 @@
-"""CAM (Zhou et al., CVPR 2016) on wsolevaluation's modified backbones (cam.md §1, §2, §4, §5).
+"""CAM (Zhou et al., CVPR 2016) on wsolevaluation's modified backbones
+(https://github.com/clovaai/wsolevaluation, `wsol/`; docs/methods.md).
 
 `create_method("cam", backbone=...)` builds one of three families, each with state-dict keys equal
 to the official wsolevaluation checkpoints (so `load_checkpoint` reads them unchanged):
@@ -14,8 +15,9 @@ to the official wsolevaluation checkpoints (so `load_checkpoint` reads them unch
 A 224 input gives a 14x14 feature grid (28x28 with `large_feature_map`). The CNNs take any input
 size, so `img_size` is not used; of the other backbone options only `pretrained` applies.
 
-CAM of class k (ResNet/VGG): mean over channels c of W_fc[k, c] · F_c(y, x), no bias, no ReLU
-(cam.md §2.1, §2.2, §8.2). Inception: channel k of the SPG_A4 output, bias included (§2.3).
+CAM of class k (ResNet/VGG): mean over channels c of W_fc[k, c] · F_c(y, x), no bias, no ReLU,
+as wsolevaluation's `wsol/resnet.py` and `wsol/vgg.py` compute it. Inception: channel k of the
+SPG_A4 output, bias included.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ from wsolbench.method import (
 )
 from wsolbench.registry import register_method
 
-# torchvision weight enums of the files the reference loads (cam.md §2).
+# torchvision weight enums of the files wsolevaluation loads.
 _TORCHVISION_WEIGHTS = {
     "resnet18": "ResNet18_Weights",
     "resnet50": "ResNet50_Weights",
@@ -52,8 +54,8 @@ _TORCHVISION_WEIGHTS = {
 class CAM(WSOLMethod):
     """CAM on a wsolevaluation backbone; `CAM(backbone=...)` returns the backbone family's subclass.
 
-    Hyperparameters (cam.md names): `large_feature_map` (28x28 instead of 14x14 grid at 224 px),
-    `lr_classifier_ratio` (the lr multiplier of the family's "classifier" group, §4).
+    Hyperparameters (wsolevaluation's names): `large_feature_map` (28x28 instead of 14x14 grid at 224 px),
+    `lr_classifier_ratio` (the lr multiplier of the family's "classifier" group).
     """
 
     name: ClassVar[str] = "cam"
@@ -111,7 +113,7 @@ class CAM(WSOLMethod):
         raise NotImplementedError  # pragma: no cover - contract
 
     def is_classifier_param(self, name: str) -> bool:
-        """Whether parameter `name` is in the lr × lr_classifier_ratio group (cam.md §4)."""
+        """Whether parameter `name` is in the lr × lr_classifier_ratio group."""
         raise NotImplementedError  # pragma: no cover - contract
 
     head_modules: tuple[str, ...] = ()  # the new head: what parameter_efficient trains
@@ -155,7 +157,7 @@ class CAM(WSOLMethod):
         return [ParamGroup("base", [], 1.0, True), ParamGroup("classifier", [], self.lr_classifier_ratio, True)]
 
     def param_group_of(self, name: str, param: nn.Parameter) -> str:
-        """`classifier` for what the card's name rule puts at 10x (ResNet: layer4 + fc; VGG: conv6 + fc;
+        """`classifier` for what wsolevaluation's name rule puts at 10x (ResNet: layer4 + fc; VGG: conv6 + fc;
         Inception: the SPG_* head), `base` for the rest."""
         return "classifier" if self.is_classifier_param(name) else "base"
 
@@ -164,7 +166,7 @@ class CAM(WSOLMethod):
     def load_pretrained(self, pretrained: bool | str) -> None:
         """Load torchvision ImageNet weights: `True` → the published file (downloads), a path → that file.
 
-        Classifier keys the card drops are removed (`adapt_torchvision`); every other key must fit,
+        Classifier keys wsolevaluation drops are removed (`adapt_torchvision`); every other key must fit,
         and only this model's new head may be left missing, else CheckpointError lists the keys.
         """
         if pretrained is True:
@@ -194,7 +196,7 @@ def _linear_cam(weight: Tensor, features: Tensor, class_ids: Tensor) -> Tensor:
 
 
 class ResNetCAM(CAM):
-    """ResNet CAM (cam.md §2.2): layer4 stride 1, layer3 stride 2 (1 with large_feature_map)."""
+    """ResNet CAM (wsolevaluation `wsol/resnet.py`): layer4 stride 1, layer3 stride 2 (1 with large_feature_map)."""
 
     head_modules = ("fc",)
     stage_modules = (("layer4",), ("layer3",), ("layer2",), ("layer1",))
@@ -232,7 +234,7 @@ class ResNetCAM(CAM):
         return name.startswith(("layer4.", "fc."))
 
     def adapt_torchvision(self, state_dict: dict[str, Tensor]) -> dict[str, Tensor]:
-        """Keeps the ImageNet fc only when it fits (1000 classes: ILSVRC, cam.md §2.2), else drops it."""
+        """Keeps the ImageNet fc only when it fits (1000 classes: ILSVRC, as wsolevaluation), else drops it."""
         fc = state_dict.get("fc.weight")
         if fc is not None and fc.shape == self.fc.weight.shape:
             return dict(state_dict)
@@ -248,7 +250,7 @@ def _set_first_block_stride(block: nn.Module, stride: int) -> None:
 
 
 class VggCAM(CAM):
-    """VGG16 CAM (cam.md §2.1): 13 convs without the 5th pool (nor the 4th with large_feature_map)."""
+    """VGG16 CAM (wsolevaluation `wsol/vgg.py`): 13 convs without the 5th pool (nor the 4th with large_feature_map)."""
 
     head_modules = ("conv6", "fc")
 
@@ -310,7 +312,7 @@ class VggCAM(CAM):
 
 
 class _NonReducingInceptionB(tv_inception.InceptionB):
-    """Mixed_6a with stride-1, padding-1 3x3 convs and max-pool (cam.md §2.3)."""
+    """Mixed_6a with stride-1, padding-1 3x3 convs and max-pool (wsolevaluation)."""
 
     def __init__(self, in_channels: int) -> None:
         super().__init__(in_channels)
@@ -324,7 +326,8 @@ class _NonReducingInceptionB(tv_inception.InceptionB):
 
 
 class InceptionCAM(CAM):
-    """InceptionV3 CAM (cam.md §2.3): stem … Mixed_6e, then the SPG_A3/SPG_A4 class-map head."""
+    """InceptionV3 CAM (wsolevaluation `wsol/inception.py`): stem … Mixed_6e, then the SPG_A3/SPG_A4
+    class-map head."""
 
     head_modules = ("SPG_A3_1b", "SPG_A3_2b", "SPG_A4")
     stage_modules = tuple((f"Mixed_{n}",) for n in ("6e", "6d", "6c", "6b", "6a", "5d", "5c", "5b"))

@@ -1,4 +1,4 @@
-"""The centre baseline (cam.md §6, "No-learning: center gaussian"): what a fixed map scores.
+"""The centre baseline (the "center gaussian" no-learning row of wsolevaluation's tables): what a fixed map scores.
 
 Nothing is learned and nothing is read from the image but its size:
 

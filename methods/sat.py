@@ -1,21 +1,22 @@
-"""SAT: Spatial-Aware Token for WSOL (Wu et al., ICCV 2023), per the method card sat.md §1-§3, §7.
+"""SAT: Spatial-Aware Token for WSOL (Wu et al., ICCV 2023), as its official code computes it
+(https://github.com/wpy1999/SAT, `Model/SAT.py`; docs/methods.md).
 
 Tokens are [cls, patches (row-major), spa] with position embeddings concat(pos_embed, loc_embed).
-In each of the last K = `spatial_blocks` blocks (spatial-query attention, §1.4) the spatial token's
+In each of the last K = `spatial_blocks` blocks (spatial-query attention) the spatial token's
 query row gives per-key logits; m = sigmoid(mean over heads) scales every key column of the
-post-softmax attention, done here as value scaling inside fused SDPA (§1.5, exact). The map M is
-the mean of those K masks on the patch keys, reshaped to the patch grid (§1.6). The head is
-LN → patch tokens → Conv3x3 → global average pool (§1.7). The earlier blocks' masks feed nothing,
-so they are not computed (quirk Q14, clean mode).
+post-softmax attention, done here as value scaling inside fused SDPA (exact, since m depends on
+the key only). The map M is the mean of those K masks on the patch keys, reshaped to the patch
+grid. The head is LN → patch tokens → Conv3x3 → global average pool. The earlier blocks' masks
+feed nothing, so they are not computed (the official code computes and discards them).
 
-Losses (§2): cls = CE; area = |mean_b mean_cells M − area_threshold| (batch area loss, unsmoothed M);
-norm = mean of G⋆M·(1 − G⋆M) with the card's fixed 3x3 kernel G (§1.8, zero padding); total =
+Losses: cls = CE; area = |mean_b mean_cells M − area_threshold| (batch area loss, unsmoothed M);
+norm = mean of G⋆M·(1 − G⋆M) with the official fixed 3x3 kernel G (zero padding); total =
 cls + area + norm, all weights 1. Ā is the mean over the batch the loss sees: under DDP that is
-each rank's batch, as in the official ImageNet script (quirk Q7); on one device, the whole batch.
+each rank's batch, as in the official ImageNet script; on one device, the whole batch.
 `use_area_loss` / `use_norm_loss` switch a term off for ablations: a switched-off term is left out
 of the returned dict and of the total.
 
-State-dict keys are the official ones (§1.11): cls_token, loc_token, pos_embed, loc_embed, weight
+State-dict keys are the official ones: cls_token, loc_token, pos_embed, loc_embed, weight
 (the fixed kernel), patch_embed.*, blocks.*, norm.*, head.*; official checkpoints load unchanged.
 """
 
@@ -44,7 +45,7 @@ from wsolbench.registry import register_method
 
 
 def gaussian_kernel(kernlen: int = 3, nsig: float = 6.0) -> Tensor:
-    """The card's smoothing kernel (§1.8), (1, 1, k, k) float32, summing to 1.
+    """SAT's smoothing kernel (official `get_kernel`), (1, 1, k, k) float32, summing to 1.
 
     1-D weights are differences of the standard-normal CDF at `kernlen + 1` equally spaced edges
     over [-nsig - interval/2, nsig + interval/2], interval = (2·nsig + 1)/kernlen; the 2-D kernel is
@@ -60,7 +61,7 @@ def gaussian_kernel(kernlen: int = 3, nsig: float = 6.0) -> Tensor:
 
 @register_method("sat")
 class SAT(WSOLMethod):
-    """SAT on a timm ViT/DeiT; any grid and depth ≥ `spatial_blocks` (the card's K = 3 last blocks).
+    """SAT on a timm ViT/DeiT; any grid and depth ≥ `spatial_blocks` (the paper's K = 3 last blocks).
 
     `localize` returns the class-agnostic map M (B, h, w) in (0, 1), unsmoothed; `class_ids` is
     ignored because SAT has one foreground map per image, not one per class.
@@ -102,7 +103,7 @@ class SAT(WSOLMethod):
         if not 0.0 <= area_threshold <= 1.0:
             raise ValueError(f"sat: area_threshold must be in [0, 1], got {area_threshold}")
         dim = vit.embed_dim
-        # Registration order gives the official key order (§1.11).
+        # Registration order gives the official key order.
         self.cls_token = vit.cls_token
         self.loc_token = nn.Parameter(torch.zeros(1, 1, dim))
         self.pos_embed = vit.pos_embed
@@ -184,14 +185,14 @@ class SAT(WSOLMethod):
         return tuple((f"blocks.{i}",) for i in reversed(range(self.depth)))
 
     def adapt_state_dict(self, state_dict: dict[str, Tensor]) -> dict[str, Tensor]:
-        """Official checkpoints carry `weight` (the fixed kernel); one without it gets ours (§1.11)."""
+        """Official checkpoints carry `weight` (the fixed kernel); one without it gets ours."""
         if "weight" not in state_dict:
             state_dict = {**state_dict, "weight": self.weight.detach().clone()}
         return state_dict
 
 
 def _spatial_query_attention(masks: list[Tensor]) -> Callable[[Attention, Tensor], Tensor]:
-    """SQA (§1.4-§1.5): m = sigmoid(mean_h q_spa·kᵀ/√d) over all keys scales each value row; appends m."""
+    """Spatial-query attention: m = sigmoid(mean_h q_spa·kᵀ/√d) over all keys scales each value row; appends m."""
 
     def attention(attn: Attention, x: Tensor) -> Tensor:
         q, k, v = split_qkv(attn, x)

@@ -1,10 +1,12 @@
-"""SCM (Bai et al., ECCV 2022): TS-CAM plus a training-only spatial calibration module (scm.md §1–§3).
+"""SCM (Bai et al., ECCV 2022): TS-CAM plus a training-only spatial calibration module, as the
+official code computes it (https://github.com/164140757/SCM, `lib/models/deit.py` and
+`lib/models/graphFusion.py`; docs/methods.md).
 
 - S^0 and the attention vector a are TS-CAM's (ts_cam.py); F^0 = per-image min–max of a over the
-  patches (no epsilon, scm.md §1.2), differentiable in training.
-- Training: 4 diffusion blocks (`layers.{k}`, §1.3) refine (S, F) with a truncated Newton–Schulz
+  patches (no epsilon, as the official code), differentiable in training.
+- Training: 4 diffusion blocks (`layers.{k}`) refine (S, F) with a truncated Newton–Schulz
   inverse of M = L ⊙ (λ_k·cos − 1) over the 4-neighbour grid Laplacian L; logits = GAP(S^4).
-- Eval (`model.eval()`): the blocks are skipped; logits = GAP(S^0), maps = F^0 ⊙ S^0_c (§1.4).
+- Eval (`model.eval()`): the blocks are skipped; logits = GAP(S^0), maps = F^0 ⊙ S^0_c.
 
 The module's parameters keep the official names `layers.{k}.thred` (τ_k, init 0.5) and
 `layers.{k}.fuse._loss_rate` (λ_k, init 1.0), so official checkpoints load strictly.
@@ -21,7 +23,7 @@ from wsolbench.methods.ts_cam import TSCAM
 from wsolbench.method import Localization, MethodOutput
 from wsolbench.registry import register_method
 
-NEWTON_SCHULZ_STEPS = (16, 4, 4, 4)  # per block (scm.md §1.3, step 4)
+NEWTON_SCHULZ_STEPS = (16, 4, 4, 4)  # iterations per block, as the official code runs them
 INITIAL_GUESS_SCALE = 0.002
 
 
@@ -101,7 +103,7 @@ class SCM(TSCAM):
     def calibrate(self, semantic: Tensor, attention: Tensor) -> tuple[Tensor, Tensor]:
         """Run the 4 blocks on S^0 (B, C, h, w), F^0 (B, h, w); returns S^4, F^4 in the same shapes.
 
-        Computed in at least fp32 with autocast off (scm.md §1.5)."""
+        Computed in at least fp32 with autocast off, as the official code (fp32 throughout)."""
         dtype = torch.promote_types(semantic.dtype, torch.float32)
         with torch.autocast(semantic.device.type, enabled=False):
             s = semantic.flatten(2).to(dtype)
@@ -127,7 +129,7 @@ class SCM(TSCAM):
     @torch.no_grad()
     def localize(self, images: Tensor, class_ids: Tensor | None = None) -> Localization:
         """Logits GAP(S^0) and raw maps F^0 ⊙ S^0_c (B, h, w) for `class_ids` (top-1 when None);
-        the calibration blocks are not run (scm.md §1.4)."""
+        the calibration blocks are not run."""
         semantic, attention = self.base_maps(images)
         logits = semantic.mean(dim=(2, 3))
         return Localization(logits, self.couple(attention, semantic, self.target_classes(logits, class_ids)))

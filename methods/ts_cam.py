@@ -1,11 +1,12 @@
-"""TS-CAM (Gao et al., ICCV 2021): token semantic coupled attention maps (ts_cam.md §1–§3).
+"""TS-CAM (Gao et al., ICCV 2021): token semantic coupled attention maps, as the official
+code computes them (https://github.com/vasgaowei/TS-CAM, `lib/models/deit.py`; docs/methods.md).
 
 - Semantic-aware maps S (B, C, h, w): the final-LN patch tokens as a (B, D, h, w) map through a
   3x3 conv head (PyTorch default init); logits = GAP(S). The cls token's output is discarded.
 - Semantic-agnostic attention a (B, h, w): for every block, the cls-query row of the post-softmax
   attention, averaged over heads, keys 1..P kept (not renormalized), summed over all blocks.
-  The row is computed explicitly next to the fused SDPA call, with the softmax in fp32 (§1.7).
-- Coupled map of class c: a ⊙ S_c on the grid, unrectified and unnormalized (§1.5).
+  The row is computed explicitly next to the fused SDPA call, with the softmax in fp32.
+- Coupled map of class c: a ⊙ S_c on the grid, unrectified and unnormalized.
 
 Official checkpoints (`{"epoch", "state_dict", "best_map"}`, `module.` prefix, timm-style keys plus
 `head.*`) load strictly through `load_checkpoint`.
@@ -28,7 +29,7 @@ from wsolbench.methods.vit import (
 from wsolbench.method import Localization, MethodOutput, WSOLMethod
 from wsolbench.registry import register_method
 
-DROP_PATH_RATE = 0.1  # the official scripts' argparse default (ts_cam.md §1.1, scm.md §1.1)
+DROP_PATH_RATE = 0.1  # the argparse default of TS-CAM's and SCM's official scripts
 TRANSFORMER_BACKBONES = ("deit_tiny_patch16_224", "deit_small_patch16_224", "deit_base_patch16_224")
 
 
@@ -52,7 +53,7 @@ class TSCAM(WSOLMethod):
             pretrained=weights or False,
             backbone_kwargs=self.backbone_kwargs,
         )
-        # Top-level timm keys in the official registration order, so checkpoints match (§2.1).
+        # Top-level timm keys in the official registration order, so checkpoints match.
         self.cls_token = vit.cls_token
         self.pos_embed = vit.pos_embed
         self.patch_embed = vit.patch_embed
@@ -103,14 +104,14 @@ class TSCAM(WSOLMethod):
 
     @staticmethod
     def couple(attention: Tensor, semantic: Tensor, class_ids: Tensor) -> Tensor:
-        """attention ⊙ S_c for each image's class c: (B, h, w), with S detached (§1.5)."""
+        """attention ⊙ S_c for each image's class c: (B, h, w), with S detached."""
         picked = semantic.detach()[torch.arange(semantic.shape[0], device=semantic.device), class_ids]
         return attention * picked
 
     # ------------------------------------------------------------------ the contract
 
     def forward(self, images: Tensor) -> MethodOutput:
-        """logits = GAP(S); extras["semantic"] = S. No attention rows are computed (§1.4)."""
+        """logits = GAP(S); extras["semantic"] = S. No attention rows are computed (maps only need them)."""
         semantic, _ = self.encode(images, with_attention=False)
         return MethodOutput(semantic.mean(dim=(2, 3)), {"semantic": semantic})
 
@@ -142,7 +143,7 @@ class TSCAM(WSOLMethod):
     # ------------------------------------------------------------------ ImageNet weights
 
     def _load_classifier_bias(self, weights: ViTWeights) -> None:
-        """Keep DeiT's classifier bias as the conv head's bias when the shapes agree (ILSVRC, §2.4).
+        """Keep DeiT's classifier bias as the conv head's bias when the shapes agree (ILSVRC).
 
         The official loader drops `head.weight` always and `head.bias` only when its shape differs.
         """

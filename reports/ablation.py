@@ -9,10 +9,10 @@ use_norm_loss=true/synthetic/sat-full-seed0/`. Every such run directory gets `ab
 manifest listing every study, cell, override and run (paths relative to the manifest), which
 `bench.py report` picks up.
 
-Default for SAT (sat.md §2): batch-area loss on/off × normalization loss on/off
+Default for SAT (its three losses, docs/methods.md): batch-area loss on/off × normalization loss on/off
 (`method.hparams.use_area_loss` / `use_norm_loss`), and an `area_threshold` sweep. The engine's
 embedded default run layer (wsolbench/engine/default_run.yaml, tiny backbones) applies to the
-datasets its plan names (synthetic); other datasets use the method cards' recipes.
+datasets its plan names (synthetic); other datasets use the papers' recipes (docs/methods.md).
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ import pandas as pd
 from wsolbench.atomic import atomic_write_text
 from wsolbench.config import ConfigError, parse_set
 from wsolbench.engine.distributed import is_main_process
+from wsolbench.errors import BadFileError
 from wsolbench.results import RunDir
 
 from . import plots
@@ -168,19 +169,19 @@ def find_manifest(runs_dir: Path) -> Path | None:
 
 
 def load_manifest(path: Path) -> dict[str, Any]:
-    """The manifest with run paths made absolute; ValueError names the missing key."""
+    """The manifest with run paths made absolute; BadFileError names the missing key."""
     try:
         data = json.loads(Path(path).read_text())
     except json.JSONDecodeError as error:
-        raise ValueError(f"{path}: not valid JSON: {error}") from None
+        raise BadFileError(f"{path}: not valid JSON: {error}") from None
     for key in ("method", "dataset", "experiment", "studies"):
         if key not in data:
-            raise ValueError(f"{path}: missing key {key!r}")
+            raise BadFileError(f"{path}: missing key {key!r}")
     for s, study in enumerate(data["studies"]):
         for c, cell in enumerate(study.get("cells", [])):
             for key in ("label", "values", "runs"):
                 if key not in cell:
-                    raise ValueError(f"{path}: studies[{s}].cells[{c}] has no {key!r}")
+                    raise BadFileError(f"{path}: studies[{s}].cells[{c}] has no {key!r}")
             cell["runs"] = [str(Path(path).parent / r) for r in cell["runs"]]
     return data
 

@@ -1,7 +1,7 @@
 """Published numbers (reports/references.yaml) as flat, checked entries.
 
 Guarantees: every entry has a non-empty `source` and `protocol`, a known dataset and metric key, and a
-float value in [0, 100]; entries keep the file's priority order (a method's own card first), so
+float value in [0, 100]; entries keep the file's priority order (a method's own paper first), so
 `lookup` returns the number a reproduction should be compared against.
 """
 
@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from wsolbench.errors import BadFileError
 
 REFERENCES_FILE = Path(__file__).with_name("references.yaml")
 DATASETS = ("cub", "ilsvrc", "openimages")
@@ -31,14 +33,14 @@ class Reference:
 
 
 def load_references(path: str | Path = REFERENCES_FILE) -> list[Reference]:
-    """All published numbers in `path`, in file order; ValueError names the group/row on bad input."""
+    """All published numbers in `path`, in file order; BadFileError names the group/row on bad input."""
     path = Path(path)
     try:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as error:
-        raise ValueError(f"{path}: not valid YAML: {error}") from None
+        raise BadFileError(f"{path}: not valid YAML: {error}") from None
     if not isinstance(data, dict) or not isinstance(data.get("groups"), list):
-        raise ValueError(f"{path}: expected a mapping with a list under 'groups'")
+        raise BadFileError(f"{path}: expected a mapping with a list under 'groups'")
     entries: list[Reference] = []
     for g, group in enumerate(data["groups"]):
         entries.extend(_group_entries(group, f"{path}: groups[{g}]"))
@@ -47,25 +49,25 @@ def load_references(path: str | Path = REFERENCES_FILE) -> list[Reference]:
 
 def _group_entries(group: Any, where: str) -> list[Reference]:
     if not isinstance(group, dict):
-        raise ValueError(f"{where}: expected a mapping")
+        raise BadFileError(f"{where}: expected a mapping")
     for key in ("source", "protocol", "columns", "rows"):
         if not group.get(key):
-            raise ValueError(f"{where}: missing or empty {key!r}")
+            raise BadFileError(f"{where}: missing or empty {key!r}")
     keys = group.get("key_columns", ["method", "backbone"])
     if keys not in (["method", "backbone"], ["method", "backbone", "variant"]):
-        raise ValueError(f"{where}: key_columns must be [method, backbone] or [method, backbone, variant]")
+        raise BadFileError(f"{where}: key_columns must be [method, backbone] or [method, backbone, variant]")
     columns = [_column(c, f"{where}.columns") for c in group["columns"]]
     entries = []
     for r, row in enumerate(group["rows"]):
         if not isinstance(row, list) or len(row) != len(keys) + len(columns):
-            raise ValueError(
+            raise BadFileError(
                 f"{where}.rows[{r}]: expected {len(keys)} keys and {len(columns)} values, got {row!r}")
         named = dict(zip(keys, row, strict=False))
         for (dataset, metric), value in zip(columns, row[len(keys):], strict=False):
             if value is None:
                 continue
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 100:
-                raise ValueError(f"{where}.rows[{r}]: {dataset}.{metric} must be a percentage, got {value!r}")
+                raise BadFileError(f"{where}.rows[{r}]: {dataset}.{metric} must be a percentage, got {value!r}")
             entries.append(Reference(
                 method=str(named["method"]), backbone=named["backbone"], dataset=dataset, metric=metric,
                 value=float(value), source=str(group["source"]), protocol=str(group["protocol"]),
@@ -77,7 +79,7 @@ def _group_entries(group: Any, where: str) -> list[Reference]:
 def _column(text: Any, where: str) -> tuple[str, str]:
     dataset, _, metric = str(text).partition(".")
     if dataset not in DATASETS or metric not in METRICS:
-        raise ValueError(
+        raise BadFileError(
             f"{where}: {text!r} is not <dataset>.<metric> with dataset in {DATASETS} and metric in {METRICS}"
         )
     return dataset, metric
@@ -93,7 +95,7 @@ def lookup(entries: list[Reference], method: str, dataset: str, backbone: str | 
 
 
 def headline(entries: list[Reference], method: str) -> Reference | None:
-    """The method's first main-result entry (its own card's headline row), or None when it has none."""
+    """The method's first main-result entry (its own paper's headline row), or None when it has none."""
     for entry in entries:
         if entry.method == method and not entry.variant:
             return entry

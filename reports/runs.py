@@ -5,7 +5,7 @@ Guarantees: `load_run_frame` is `wsolbench.results.load_results` plus the column
 eval.threshold_policy; config.yaml is required for few-shot and parameter-efficient runs, and
 own_policy is None without it) and `variant` ('' for full runs, else a short label such as
 '5-shot'). The artifact loaders read only the runs of a selected frame (see
-tables.select_entries), leave out runs that lack the file (partial runs), and raise ValueError
+tables.select_entries), leave out runs that lack the file (partial runs), and raise BadFileError
 naming the file and line on malformed content.
 """
 
@@ -19,7 +19,13 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from wsolbench.errors import BadFileError, WsolbenchError
 from wsolbench.results import load_results
+
+
+class NoRunsError(WsolbenchError, ValueError):
+    """The paths given to a report hold no finished run."""
+
 
 RUN_COLUMNS = ["run_dir", "experiment", "dataset", "method", "backbone", "variant", "protocol", "seed",
                "eval_protocol"]
@@ -28,10 +34,10 @@ SAMPLE_KEYS = ("image_ids", "images", "maps", "pred_boxes", "gt_boxes", "thresho
 
 
 def load_run_frame(paths: list[str | Path]) -> pd.DataFrame:
-    """load_results(paths) with shots / trainable_blocks / variant; ValueError when there are no runs."""
+    """load_results(paths) with shots / trainable_blocks / variant; NoRunsError when there are no runs."""
     frame = load_results(paths)
     if frame.empty:
-        raise ValueError(f"no runs (folders with metrics.json) under {', '.join(map(str, paths))}")
+        raise NoRunsError(f"no runs (folders with metrics.json) under {', '.join(map(str, paths))}")
     settings = {run: _protocol_settings(Path(run), protocol)
                 for run, protocol in frame[["run_dir", "protocol"]].drop_duplicates().itertuples(index=False)}
     frame["shots"] = frame["run_dir"].map(lambda r: settings[r][0])
@@ -47,11 +53,11 @@ def _protocol_settings(run: Path, protocol: str) -> tuple[int, int, str | None]:
     if not path.is_file():
         if protocol in (None, "full"):
             return 0, 0, None
-        raise ValueError(f"{path}: missing; a {protocol} run needs it to tell its setting apart")
+        raise BadFileError(f"{path}: missing; a {protocol} run needs it to tell its setting apart")
     try:
         config = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as error:
-        raise ValueError(f"{path}: not valid YAML: {error}") from None
+        raise BadFileError(f"{path}: not valid YAML: {error}") from None
     section = config.get("protocol") or {}
     policy = (config.get("eval") or {}).get("threshold_policy")
     return int(section.get("shots", 0)), int(section.get("trainable_blocks", 0)), policy
@@ -82,7 +88,7 @@ def load_curves(selected: pd.DataFrame) -> pd.DataFrame:
         curves = pd.read_csv(path)
         missing = {"curve", "threshold", "value", "split", "eval_protocol"} - set(curves.columns)
         if missing:
-            raise ValueError(f"{path}: missing column(s) {', '.join(sorted(missing))}")
+            raise BadFileError(f"{path}: missing column(s) {', '.join(sorted(missing))}")
         curves = curves[(curves["split"] == "test") & (curves["eval_protocol"] == run.eval_protocol)]
         if "threshold_policy" in curves:  # the τ sweep is the same under every policy: keep one copy
             curves = curves[curves["threshold_policy"] == "oracle-test"].drop(columns=["threshold_policy"])
@@ -105,9 +111,9 @@ def load_logs(selected: pd.DataFrame) -> pd.DataFrame:
             try:
                 record = json.loads(line)
             except json.JSONDecodeError as error:
-                raise ValueError(f"{path}:{number}: not valid JSON: {error}") from None
+                raise BadFileError(f"{path}:{number}: not valid JSON: {error}") from None
             if not isinstance(record, dict) or "step" not in record:
-                raise ValueError(f"{path}:{number}: expected a JSON object with a 'step' key")
+                raise BadFileError(f"{path}:{number}: expected a JSON object with a 'step' key")
             records.append(record)
         if records:
             parts.append(pd.DataFrame(records).assign(**run._asdict()))
@@ -133,10 +139,10 @@ def load_samples(selected: pd.DataFrame) -> list[tuple[dict[str, Any], dict[str,
         with np.load(path, allow_pickle=False) as data:
             missing = [k for k in SAMPLE_KEYS if k not in data.files]
             if missing:
-                raise ValueError(f"{path}: missing array(s) {', '.join(missing)}")
+                raise BadFileError(f"{path}: missing array(s) {', '.join(missing)}")
             arrays = {k: data[k] for k in SAMPLE_KEYS}
         n = len(arrays["image_ids"])
         if arrays["images"].shape[0] != n or arrays["maps"].shape[0] != n or arrays["images"].ndim != 4:
-            raise ValueError(f"{path}: images (N,S,S,3) and maps (N,S,S) must have one entry per image id")
+            raise BadFileError(f"{path}: images (N,S,S,3) and maps (N,S,S) must have one entry per image id")
         found.append((run._asdict(), arrays))
     return found

@@ -1,6 +1,7 @@
-"""Plain reference implementation of the box metrics, one threshold at a time (metrics.md §3–§8, §12).
+"""Plain reference implementation of the box metrics, one threshold at a time (docs/metrics.md,
+docs/protocols.md).
 
-Written straight from the spec, with no deduplication, cropping or vectorization over thresholds, so
+Written straight from the definitions, with no deduplication, cropping or vectorization over thresholds, so
 that the fast engine (wsolbench.metrics.boxes) can be checked against it number for number. The SAT
 component rule uses scipy.ndimage.label here (raster-order labels, as skimage), independently of the
 OpenCV labelling the fast engine uses. Used by tests and benchmarks/metrics_speed.py.
@@ -96,7 +97,7 @@ def reference_box_counts(
 
 
 def reference_pxap(scores: np.ndarray, labels: np.ndarray, thresholds) -> float:
-    """PxAP of pooled pixels (labels 1 / 0 / 255 = ignore), metrics.md §10."""
+    """PxAP of pooled pixels (labels 1 / 0 / 255 = ignore), as docs/metrics.md defines it."""
     edges = list(thresholds) + [1.0, 2.0, 3.0]
     pos, _ = np.histogram(scores[labels == 1], bins=edges)
     neg, _ = np.histogram(scores[labels == 0], bins=edges)

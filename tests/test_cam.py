@@ -1,4 +1,4 @@
-"""CAM baseline (cam.md §1, §2, §4, §5): maps against the card's formula, architecture pins,
+"""CAM baseline (wsolevaluation's, docs/methods.md): maps against the official formula, architecture pins,
 official and torchvision weight files, parameter groups and the YAML recipe."""
 
 from __future__ import annotations
@@ -160,7 +160,7 @@ def test_inception_resolution_path(inception200):
     model(torch.randn(1, 3, 224, 224))
     for hook in hooks:
         hook.remove()
-    # cam.md §2.3: 112 → 110 → 110 → 56 → 56 → 54 → 28 (Mixed_5x) → 14 (extra pool) → 14 (Mixed_6x)
+    # wsolevaluation's InceptionV3: 112 → 110 → 110 → 56 → 56 → 54 → 28 (Mixed_5x) → 14 (extra pool) → 14 (Mixed_6x)
     assert sizes == {"Conv2d_1a_3x3": 112, "Conv2d_2a_3x3": 110, "Conv2d_2b_3x3": 110, "Conv2d_3b_1x1": 56,
                      "Conv2d_4a_3x3": 54, "Mixed_5b": 28, "Mixed_5d": 28, "Mixed_6a": 14, "Mixed_6e": 14,
                      "SPG_A3_1b": 14, "SPG_A4": 14}
@@ -254,7 +254,7 @@ def test_torchvision_resnet_weights_drop_fc_unless_1000_classes(tmp_path):
             assert value.shape[0] == 10
         else:
             assert torch.equal(value, tv[key]), key
-    ilsvrc = cam(num_classes=1000, pretrained=str(path))  # cam.md §2.2: the ImageNet fc is kept
+    ilsvrc = cam(num_classes=1000, pretrained=str(path))  # as wsolevaluation: the ImageNet fc is kept
     assert torch.equal(ilsvrc.fc.weight, tv["fc.weight"]) and torch.equal(ilsvrc.fc.bias, tv["fc.bias"])
     tv["layer5.0.weight"] = torch.zeros(1)
     tv["conv1.weight"] = torch.zeros(64, 3, 3, 3)

@@ -43,7 +43,7 @@ def test_int_is_accepted_for_float_and_none_for_optional() -> None:
 
 
 def test_layers_apply_in_order(tmp_path, monkeypatch) -> None:
-    """Method YAML (defaults then per-dataset) ← dataset YAML ← user YAML ← --set, last wins."""
+    """Method YAML (defaults then the any/<dataset> recipe) ← dataset YAML ← user YAML ← --set, last wins."""
     methods = tmp_path / "methods"
     datasets = tmp_path / "datasets"
     methods.mkdir()
@@ -52,7 +52,7 @@ def test_layers_apply_in_order(tmp_path, monkeypatch) -> None:
         yaml.safe_dump(
             {
                 "defaults": {"train": {"lr": 0.1, "epochs": 3, "batch_size": 7}},
-                "datasets": {"synthetic": {"train": {"lr": 0.2}}},
+                "recipes": {"any/synthetic": {"train": {"lr": 0.2}}},
             }
         )
     )
@@ -108,3 +108,126 @@ def test_resolved_config_round_trips_through_yaml() -> None:
     config = resolve(method="sat", dataset="synthetic", overrides=["train.lr=0.003", "seed=4"])
     again = cfg.from_dict(yaml.safe_load(cfg.dump(config)), "config.yaml: ")
     assert again == config
+
+
+def test_set_reads_text_against_the_key_type() -> None:
+    """YAML would make these an int, False and a float; the keys take text, so the text is kept."""
+    assert parse_set("experiment=2024") == {"experiment": "2024"}
+    assert parse_set("train.amp=off") == {"train": {"amp": "off"}}
+    assert parse_set("experiment=1e-4") == {"experiment": "1e-4"}
+    assert parse_set("method.backbone=null") == {"method": {"backbone": None}}
+    assert parse_set("method.pretrained=true") == {"method": {"pretrained": True}}
+    assert parse_set("method.hparams.area_threshold=1e-1") == {"method": {"hparams": {"area_threshold": 0.1}}}
+    assert parse_set("train.epochs=many") == {"train": {"epochs": "many"}}  # left for validation to name
+
+
+def test_set_experiment_and_amp_resolve() -> None:
+    config = resolve(method="sat", dataset="synthetic", overrides=["experiment=2024", "train.amp=off"])
+    assert config.experiment == "2024" and config.train.amp == "off"
+
+
+def test_typed_overrides_are_data_and_errors_name_their_key() -> None:
+    config = resolve(method="sat", dataset="synthetic",
+                     overrides=["seed=1", ("seed", 7), ("experiment", "2024"), ("protocol.name", "few_shot"),
+                                "protocol.shots=2"])
+    assert (config.seed, config.experiment, config.protocol.name, config.protocol.shots) == (7, "2024", "few_shot", 2)
+    with pytest.raises(ConfigError, match=r"^seed='7': seed: expected an integer, got '7'$"):
+        resolve(method="sat", dataset="synthetic", overrides=[("seed", "7")])
+
+
+def test_errors_name_source_key_and_range() -> None:
+    cases = {
+        "--set train.lr=-1": r"^--set train\.lr=-1: train\.lr: must be ≥ 0, got -1",
+        "--set eval.iou_thresholds=[50,150]": r"eval\.iou_thresholds\[1\]: must lie in \(0, 100\], got 150$",
+        "--set eval.thresholds=[1.0]": r"eval\.thresholds\[0\]: must lie in \[0, 1\), got 1\.0$",
+        "--set train.lr_decay_every=x": r"train\.lr_decay_every: expected an integer or a list, got 'x'$",
+        "--set train=3": r"train: expected a mapping, got 3$",
+        "--set eval.protocol=7": r"eval\.protocol: unknown evaluation protocol '7'",  # the key takes text
+    }
+    for assignment, message in cases.items():
+        with pytest.raises(ConfigError, match=message):
+            resolve(method="sat", dataset="synthetic", overrides=[assignment.removeprefix("--set ")])
+    with pytest.raises(ConfigError, match=r"^eval\.protocol=7: eval\.protocol: expected a string, got 7$"):
+        resolve(method="sat", dataset="synthetic", overrides=[("eval.protocol", 7)])
+
+
+def test_cross_key_checks_wait_for_the_last_layer() -> None:
+    config = resolve(method="sat", dataset="synthetic",
+                     overrides=["eval.threshold_policy=fixed", "eval.thresholds=[0.5]"])
+    assert config.eval.thresholds == [0.5]
+    with pytest.raises(ConfigError, match=r"^dataset\.resize_size \(64\) must be ≥ dataset\.crop_size \(65\)$"):
+        resolve(method="sat", dataset="synthetic", overrides=["dataset.resize_size=64", "dataset.crop_size=65"])
+    with pytest.raises(ConfigError, match=r"train\.lr_decay_every: the 'step' schedule needs positive decay"):
+        resolve(method="sat", dataset="synthetic", overrides=["train.schedule=step", "train.lr_decay_every=[]"])
+
+
+def test_choices_come_from_the_models() -> None:
+    assert cfg.CHOICES["train.amp"] == ("auto", "off", "bf16", "fp16")
+    assert cfg.CHOICES["protocol.name"] == ("full", "parameter_efficient", "few_shot")
+    assert cfg.CHOICES["eval.threshold_policy"] == ("oracle-test", "fixed", "val")
+
+
+def test_a_config_saved_by_the_previous_code_loads_and_dumps_identically(tmp_path) -> None:
+    """tests/data/saved_config.yaml is a run folder's config.yaml written before the move to pydantic."""
+    from pathlib import Path
+
+    text = (Path(__file__).parent / "data" / "saved_config.yaml").read_text()
+    config = cfg.from_dict(yaml.safe_load(text), "config.yaml: ")
+    assert cfg.dump(config) == text
+    older = yaml.safe_load(text)
+    del older["train"]["checkpoint_every_steps"]  # a key added later takes its default
+    assert cfg.from_dict(older) == config
+
+
+def test_cli_set_and_typed_flags_reach_the_config(tmp_path, monkeypatch) -> None:
+    from click.testing import CliRunner
+
+    from wsolbench.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(main, ["train", "--method", "sat", "--dry-run", "--seed", "3",
+                                       "--set", "experiment=2024", "--set", "train.amp=off"])
+    assert result.exit_code == 0, result.output
+    (document,) = [d for d in yaml.safe_load_all(result.output) if d]
+    assert (document["experiment"], document["seed"], document["train"]["amp"]) == ("2024", 3, "off")
+    result = CliRunner().invoke(main, ["train", "--method", "sat", "--dry-run", "--experiment", "2024"])
+    assert result.exit_code == 0, result.output
+    assert [d for d in yaml.safe_load_all(result.output) if d][0]["experiment"] == "2024"
+
+
+def test_recipe_table_rows_apply_by_backbone_and_dataset(tmp_path, monkeypatch) -> None:
+    """defaults ← any/<dataset> ← <backbone>/any ← <backbone>/<dataset>; the backbone is the one the earlier
+    rows or the user name."""
+    (tmp_path / "methods").mkdir()
+    (tmp_path / "methods" / "cam.yaml").write_text(yaml.safe_dump({
+        "defaults": {"method": {"backbone": "resnet50"}, "train": {"lr": 0.1, "epochs": 3, "batch_size": 7}},
+        "recipes": {"any/cub": {"train": {"lr": 0.2}}, "vgg16/any": {"train": {"epochs": 4}},
+                    "vgg16/cub": {"train": {"batch_size": 8}}, "resnet50/cub": {"train": {"batch_size": 9}},
+                    "any/synthetic": {"method": {"backbone": "vgg16"}}},
+    }))
+    monkeypatch.setattr(cfg, "plugin_yaml", lambda kind, name: tmp_path / kind / f"{name}.yaml")
+    monkeypatch.setattr(cfg, "validate", lambda config: None)
+
+    def train(dataset: str, *overrides: str) -> tuple:
+        t = resolve(method="cam", dataset=dataset, overrides=list(overrides)).train
+        return t.lr, t.epochs, t.batch_size
+
+    assert train("cub") == (0.2, 3, 9)
+    assert train("cub", "method.backbone=vgg16") == (0.2, 4, 8)
+    assert train("ilsvrc", "method.backbone=vgg16") == (0.1, 4, 7)
+    assert train("synthetic") == (0.1, 4, 7)  # any/synthetic picks vgg16, whose rows then apply
+
+
+@pytest.mark.parametrize("key, message", [
+    ("cub", r"recipes\.cub: expected <backbone>/<dataset>"),
+    ("any/any", r"recipes\.any/any: expected <backbone>/<dataset>"),
+    ("resnet50/ilsvrc2012", r"recipes\.resnet50/ilsvrc2012: unknown dataset 'ilsvrc2012'.*did you mean 'ilsvrc'"),
+    ("resnet5/cub", r"recipes\.resnet5/cub: cam has no backbone 'resnet5'.*did you mean 'resnet50'"),
+])
+def test_recipe_table_keys_are_checked(tmp_path, monkeypatch, key, message) -> None:
+    (tmp_path / "methods").mkdir()
+    bad = tmp_path / "methods" / "cam.yaml"
+    bad.write_text(yaml.safe_dump({"defaults": {}, "recipes": {key: {"train": {"lr": 0.2}}}}))
+    monkeypatch.setattr(cfg, "plugin_yaml", lambda kind, name: tmp_path / kind / f"{name}.yaml")
+    with pytest.raises(ConfigError, match=rf"^{bad}: {message}"):
+        resolve(method="cam", dataset="cub")

@@ -135,7 +135,7 @@ def test_round_trip_shipped_metadata(tmp_path: Path, split: str) -> None:
 
 
 def test_shipped_counts() -> None:
-    """datasets.md §3: split sizes and box / mask entry counts of the shipped metadata."""
+    """docs/datasets.md: split sizes and box / mask entry counts of the shipped metadata."""
     cub_val = read_metadata(SHIPPED / "CUB" / "val", 200)
     ilsvrc_val = read_metadata(SHIPPED / "ILSVRC" / "val", 1000)
     oi_test = read_metadata(SHIPPED / "OpenImages" / "test", 100)
@@ -145,12 +145,12 @@ def test_shipped_counts() -> None:
 
 
 def test_frame_box_wsolevaluation_examples() -> None:
-    # metrics.md §4: the CUB test image Black_Footed_Albatross_0046_18 (500x335).
+    # docs/metrics.md case C4: the CUB test image Black_Footed_Albatross_0046_18 (500x335).
     assert EvalFrame(224, 224).box((60, 27, 385, 331), 500, 335) == (26, 18, 172, 221)
 
 
 def test_frame_box_sat_crop() -> None:
-    # sat.md §5, R = 256, C = 224, s = 16: x' = int(max(x·R/W − s, 0)), ends int(min(x·R/W − s, C − 1)).
+    # docs/protocols.md, R = 256, C = 224, s = 16: x' = int(max(x·R/W − s, 0)), ends int(min(x·R/W − s, C − 1)).
     frame = EvalFrame(resize=256, crop=224)
     assert frame.offset == 16
     # 60·0.512 − 16 = 14.72; 27·256/335 − 16 = 4.63; 385·0.512 − 16 = 181.12; 331·256/335 − 16 = 236.9 → 223

@@ -184,7 +184,7 @@ def test_cub_miniature(cub_source: Path, tmp_path: Path) -> None:
         prepared = DATASETS.get("cub").prepare(cub_source, tmp_path / "cub")
     assert not prepared.has_split("val") and prepared.image_root == cub_source / "images"
     test = _split_files(prepared.root, "test")
-    # Spec examples: img 1 "60.0 27.0 325.0 304.0" at 500x335 → 60,27,385,331 (the shipped line);
+    # Examples: img 1 "60.0 27.0 325.0 304.0" at 500x335 → 60,27,385,331 (the shipped line);
     # img 3 ends at x + w = W and y + h = H and is clipped to the last pixel.
     assert test["localization.txt"] == f"{ALBATROSS}0046_18.jpg,60,27,385,331\n{LAYSAN},5,6,39,29"
     assert (
@@ -420,7 +420,7 @@ def test_images_box_miniature(
     adapter = DATASETS.get(name)
     root = tmp_path / "src"
     classes = [f"Class {k}/{k}" for k in range(adapter.num_classes)]
-    _write(root / "classes.txt", "\r\n".join(classes) + "\r\n")  # CRLF, quirk Q6
+    _write(root / "classes.txt", "\r\n".join(classes) + "\r\n")  # CRLF, as some SAT list files
     ids = ("0034309", "0034958", "1000001")
     for image in ids:
         _jpeg(root / "images" / f"{image}.jpg", 40, 30)

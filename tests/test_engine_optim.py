@@ -1,4 +1,4 @@
-"""Optimizer groups and lr schedules (exact values from the cards)."""
+"""Optimizer groups and lr schedules (exact values from the official recipes, docs/methods.md)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ def toy() -> ToyCAM:
 
 
 def test_step_schedule_matches_cam_card() -> None:
-    # cam.md §4: decay 3 with 10 epochs → epochs 1–2 lr, 3–5 lr/10, 6–8 lr/100, 9–10 lr/1000.
+    # wsolevaluation's step decay, every 3 epochs over 10 epochs → epochs 1–2 lr, 3–5 lr/10, 6–8 lr/100, 9–10 lr/1000.
     config = TrainConfig(lr=1.0, epochs=10, schedule="step", lr_decay_every=3)
     schedule = LRSchedule(config, steps_per_epoch=2)
     per_epoch = [schedule.lr_at(2 * e) for e in range(10)]

@@ -1,4 +1,4 @@
-"""Box extraction and IoU: the hand-checkable cases C1–C14 of metrics.md §13, per convention."""
+"""Box extraction and IoU: the hand-checkable cases C1–C14 of docs/metrics.md, per convention."""
 
 from __future__ import annotations
 
@@ -84,7 +84,7 @@ C13 = grid(7, 7, {(y, x): 1.0 for y in range(1, 6) for x in range(1, 6) if (y, x
 )
 def test_box_cases(case, scoremap, tau, v1, v2, sat, ts_cam):
     assert boxes_at("wsolevaluation", scoremap, tau) == (v1, v2), case
-    assert boxes_at("scm", scoremap, tau)[0] == v1, case  # scm.md §4.2: wsolevaluation's box rule
+    assert boxes_at("scm", scoremap, tau)[0] == v1, case  # SCM's test_cam.py uses wsolevaluation's box rule
     if sat is not None:
         assert boxes_at("sat", scoremap, tau) == (sat, {sat}), case
         assert boxes_at("ts_cam", scoremap, tau)[0] == ts_cam, case

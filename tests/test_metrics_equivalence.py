@@ -68,7 +68,7 @@ def swept(convention: str, scoremap: np.ndarray, thresholds: np.ndarray):
 
 
 def referenced(convention: str, scoremap: np.ndarray, thresholds: np.ndarray):
-    """The same from one findContours per threshold (metrics.md §5), or reference_boxes for 'sat'."""
+    """The same from one findContours per threshold (docs/protocols.md), or reference_boxes for 'sat'."""
     if convention == "sat":
         return [(reference_boxes(scoremap, tau, "sat", False)[0],) * 2 for tau in thresholds]
     height, width = scoremap.shape

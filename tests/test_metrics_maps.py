@@ -1,4 +1,4 @@
-"""Map preparation per protocol: upsampling, min-max rules, constant and NaN maps (metrics.md §2, §12)."""
+"""Map preparation per protocol: upsampling, min-max rules, constant and NaN maps (docs/protocols.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""PxAP: cases P1–P6 of metrics.md §13 and the mask-evaluator cases of §14 on the shipped masks."""
+"""PxAP: cases P1–P6 of docs/metrics.md and wsolevaluation's mask-evaluator cases on the shipped masks."""
 
 from __future__ import annotations
 

@@ -67,6 +67,7 @@ def assert_recipe(config: ExperimentConfig, want: dict) -> None:
     assert t.epochs == want["epochs"]
     assert t.batch_size == want["batch"]  # images per optimizer step, whatever grad_accum and processes
     assert t.warmup_epochs == 0.0
+    assert t.amp == "off"  # every official script trains in fp32
     assert t.schedule == want["schedule"]
     if t.schedule == "step":
         assert t.lr_decay_factor == 0.1

@@ -1,4 +1,4 @@
-"""SAT (methods/sat.py) against a plain reference written here from the card's formulas (sat.md)."""
+"""SAT (methods/sat.py) against a plain reference written here from the official formulas (docs/methods.md)."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ def tiny_sat(**hparams) -> torch.nn.Module:
 
 
 def card_kernel() -> torch.Tensor:
-    """§1.8 written out: CDF differences at 4 edges, sqrt of the outer product, normalized."""
+    """The official `get_kernel` written out: CDF differences at 4 edges, sqrt of the outer product, normalized."""
     nsig, kernlen = 6.0, 3
     interval = (2 * nsig + 1) / kernlen
     edges = [-nsig - interval / 2 + i * (2 * nsig + interval) / kernlen for i in range(kernlen + 1)]
@@ -179,7 +179,7 @@ def test_deit_small_keys_counts_and_weight_decay_groups():
     decay, no_decay = model.param_groups("full")
     assert (len(decay.params), decay.numel, decay.weight_decay) == (54, 22_296_576, True)
     assert (len(no_decay.params), no_decay.numel, no_decay.weight_decay) == (100, 61_256, False)
-    assert {"cls_token", "loc_token", "pos_embed", "loc_embed"} <= {n for n, _ in decay.params}  # quirk Q4
+    assert {"cls_token", "loc_token", "pos_embed", "loc_embed"} <= {n for n, _ in decay.params}  # official: decayed
 
 
 @pytest.mark.parametrize(("blocks", "tensors", "numel"), [(0, 4, 1509), (1, 16, 14_213), (4, 52, 52_325)])

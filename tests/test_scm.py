@@ -1,7 +1,7 @@
-"""SCM (scm.md): the fast method agrees with a plain reference written from the card.
+"""SCM: the fast method agrees with a plain reference written from the official formulas (docs/methods.md).
 
 The reference builds the Laplacian, the cosine similarities and the operator M entry by entry and
-runs each image's Newton–Schulz iterations on its own (§1.3), on top of the explicit-attention
+runs each image's Newton–Schulz iterations on its own, on top of the explicit-attention
 TS-CAM reference of test_ts_cam.py.
 """
 
@@ -45,7 +45,7 @@ def reference_minmax(x: Tensor) -> Tensor:
 
 
 def reference_block(s: Tensor, f: Tensor, lam: Tensor, tau: Tensor, steps: int, lap: Tensor):
-    """One image: s (C, N), f (N) → (s ⊙ (1 + u), f + u), per scm.md §1.3 steps 1–7."""
+    """One image: s (C, N), f (N) → (s ⊙ (1 + u), f + u), as one official diffusion block computes it."""
     n = s.shape[1]
     norms = torch.sqrt((s**2).sum(dim=0))
     rows = [(s[:, i : i + 1] * s).sum(dim=0) / (norms[i] * norms) for i in range(n)]  # row i: cos(s_i, s_j)
@@ -198,7 +198,7 @@ def test_param_groups() -> None:
 
 
 def test_newton_schulz_is_truncated_not_an_exact_inverse() -> None:
-    """After T steps from X_0 = 0.002·Mᵀ, I − M·X_T = (I − 0.002·M·Mᵀ)^(2^T) (scm.md §1.3): the
+    """After T steps from X_0 = 0.002·Mᵀ, I − M·X_T = (I − 0.002·M·Mᵀ)^(2^T): the
     4-step blocks stay far from M⁻¹ and are not replaced by an exact solve."""
     model = tiny_scm()
     s = torch.randn(1, NUM_CLASSES, 16, dtype=torch.float64, generator=torch.Generator().manual_seed(3))

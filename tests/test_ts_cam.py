@@ -1,7 +1,7 @@
-"""TS-CAM (ts_cam.md): the fast method agrees with a plain reference written from the card.
+"""TS-CAM: the fast method agrees with a plain reference written from the official formulas.
 
 The reference below uses explicit softmax attention with the full N×N matrix, per-head loops and
-the card's formulas (§1.2–§1.5, §3.1); it reads the model's own parameters by their official
+the formulas of the official code (docs/methods.md); it reads the model's own parameters by their official
 (timm / TS-CAM) names, so gradients can be compared parameter by parameter.
 """
 
@@ -31,7 +31,7 @@ HEADS = 2
 
 
 def official_params(model: torch.nn.Module) -> dict[str, Tensor]:
-    """The model's parameters by name; the names are the official checkpoint keys (ts_cam.md §2.1)."""
+    """The model's parameters by name; the names are the official checkpoint keys."""
     return dict(model.named_parameters())
 
 
@@ -253,7 +253,7 @@ def test_small_grid_in_float32() -> None:
 
 @pytest.mark.parametrize("file_classes", [NUM_CLASSES, 7])
 def test_pretrained_deit_file_keeps_the_classifier_bias_only_when_it_fits(tmp_path, file_classes) -> None:
-    """ts_cam.md §2.4: head.weight is always dropped; head.bias is kept when its shape fits."""
+    """As the official loader: head.weight is always dropped; head.bias is kept when its shape fits."""
     deit = {k: v.detach().float() + 0.5 for k, v in official_params(tiny_model()).items()
             if not k.startswith("head.")}
     deit["head.weight"] = torch.randn(file_classes, 32)

@@ -7,19 +7,18 @@ from pathlib import Path
 
 import click
 
-from wsolbench.errors import WsolbenchError
+from wsolbench.errors import BadFileError, MissingFileError, WsolbenchError
 from wsolbench.registry import DATASETS, METHODS, REPORTS
-
-USER_ERRORS = (WsolbenchError, FileNotFoundError, ValueError)
 
 
 class FriendlyGroup(click.Group):
-    """Turns expected user errors into one clear line on stderr and exit status 2."""
+    """Turns user errors (`WsolbenchError`) into one clear line on stderr and exit status 2; any other
+    exception is a bug and keeps its traceback."""
 
     def invoke(self, ctx: click.Context):  # type: ignore[override]
         try:
             return super().invoke(ctx)
-        except USER_ERRORS as error:
+        except WsolbenchError as error:
             click.echo(f"error: {error}", err=True)
             sys.exit(2)
 
@@ -194,15 +193,15 @@ def evaluate(method: str | None, dataset: str | None, checkpoint: Path, protocol
     _check_names("--protocol", "evaluation protocol", [protocol] if protocol else [], EVAL_PROTOCOLS)
     _check_names("--threshold-policy", "threshold policy", [threshold_policy] if threshold_policy else [],
                  CHOICES["eval.threshold_policy"])
-    extra = [f"eval.protocol={protocol}"] if protocol else []
-    extra += [f"eval.threshold_policy={threshold_policy}"] if threshold_policy else []
+    extra = [("eval.protocol", protocol)] if protocol else []
+    extra += [("eval.threshold_policy", threshold_policy)] if threshold_policy else []
     user, source = _user_layer(config_file)
     saved = checkpoint_config(checkpoint) if checkpoint.is_file() else None
     data_name = dataset or (saved or {}).get("dataset", {}).get("name") or "synthetic"
     official = {"eval": official_evaluator(protocol, data_name).eval_layer(protocol)} if protocol else None
     if saved is not None:
-        named = [f"method.name={method}"] if method else []
-        named += [f"dataset.name={dataset}"] if dataset else []
+        named = [("method.name", method)] if method else []
+        named += [("dataset.name", dataset)] if dataset else []
         config, changes = resolve_saved(saved, source=str(checkpoint), base=official, user=user, user_source=source,
                                         overrides=[*named, *overrides, *extra])
         click.echo(f"config: the one stored in {checkpoint}"
@@ -361,7 +360,16 @@ def score(scoremaps: Path, metadata_dir: Path, metric: str, cam_curve_interval: 
     except ValueError:
         raise click.BadParameter(f"expected integers like 30,50,70, got {iou_thresholds!r}",
                                  param_hint="--iou-thresholds") from None
-    record = run_score(scoremaps, metadata_dir, metric, cam_curve_interval, deltas, mask_root, workers)
+    try:
+        record = run_score(scoremaps, metadata_dir, metric, cam_curve_interval, deltas, mask_root, workers)
+    except WsolbenchError:
+        raise
+    # Until wsolbench/metrics/score.py raises WsolbenchError for every bad input, its bare errors are the
+    # user's (missing or malformed maps and metadata) and print as one line.
+    except FileNotFoundError as error:
+        raise MissingFileError(str(error)) from None
+    except ValueError as error:
+        raise BadFileError(str(error)) from None
     write_score(record, output)
     per_iou = ", ".join(f"IoU{d} {v:.2f}" for d, v in record["per_iou"].items())
     click.echo(f"{metric} = {record['value']:.2f}" + (f" ({per_iou})" if per_iou else "")

@@ -1,213 +1,290 @@
-"""Typed experiment configuration and its layering.
+"""Typed experiment configuration (pydantic models) and its layering.
 
-    defaults (the dataclasses below)
-      ← method YAML (`methods/<method>.yaml`: `defaults:` then `datasets: {<dataset>: ...}`,
-        then `backbones: {<backbone>: {defaults:, datasets:}}` for the resolved backbone)
+    defaults (the models below)
+      ← method YAML (`methods/<method>.yaml`: `defaults:`, then its `recipes:` table keyed
+        `<backbone>/<dataset>`: any/<dataset>, then <backbone>/any and <backbone>/<dataset> for the
+        backbone those layers, or the user's, name)
       ← dataset YAML (`datasets/<dataset>.yaml`, optional)
       ← `base` (the embedded `bench.py run` recipe, when given)
       ← user YAML (`--config file.yaml`)
-      ← `--set a.b=c` overrides, applied in order
+      ← overrides, applied in order: `--set a.b=c` text from the user, parsed once (YAML scalars, read
+        against the key's type: `experiment=2024` stays the string "2024", `train.amp=off` the string "off"),
+        or `(dotted key, value)` pairs that typed CLI flags pass as data.
 
-Every layer is checked against the dataclasses before any work starts: an unknown key names the
-closest valid one, a wrong type names the key and the expected type, and `validate` checks values.
-The fully resolved config (`to_dict`) is what a run saves as `config.yaml`.
+Every layer is checked against the models before any work starts (types, choices, ranges): an unknown key
+names the closest valid one, and every error names the dotted key and the layer it came from. Checks that
+span several keys or need the registries run once on the fully layered config. The resolved config
+(`to_dict`) is what a run saves as `config.yaml`; `from_dict` loads it back.
 """
 
 from __future__ import annotations
 
 import copy
-import dataclasses
-import types
 import typing
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import yaml
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
 from wsolbench.errors import WsolbenchError
 from wsolbench.registry import closest
+
+Override = str | tuple[str, Any]
+"""One override: `--set` text ("a.b=c") or a typed (dotted key, value) pair."""
 
 
 class ConfigError(WsolbenchError, ValueError):
     """A bad key, type or value; the message names the dotted key (and the source, when known)."""
 
 
-@dataclass
-class MethodConfig:
+def _within(low: float, high: float, *, low_open: bool, high_open: bool) -> AfterValidator:
+    """A field check: the value lies between `low` and `high`, each end open or closed."""
+    left, right = "(" if low_open else "[", ")" if high_open else "]"
+
+    def check(value: float) -> float:
+        if (value <= low if low_open else value < low) or (value >= high if high_open else value > high):
+            raise ValueError(f"must lie in {left}{low:g}, {high:g}{right}, got {value}")
+        return value
+
+    return AfterValidator(check)
+
+
+Positive = Annotated[int, Field(gt=0)]
+NonNegativeInt = Annotated[int, Field(ge=0)]
+NonNegative = Annotated[float, Field(ge=0)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class MethodConfig(_Section):
     name: str = "sat"
     backbone: str | None = None
     pretrained: bool | str = False
     img_size: int | None = None
     drop_path_rate: float | None = None
-    backbone_kwargs: dict[str, Any] = field(default_factory=dict)
-    hparams: dict[str, Any] = field(default_factory=dict)
+    backbone_kwargs: dict[str, Any] = Field(default_factory=dict)
+    hparams: dict[str, Any] = Field(default_factory=dict)
 
 
-@dataclass
-class DatasetConfig:
+class DatasetConfig(_Section):
     name: str = "synthetic"
     data_root: str = "data"
-    resize_size: int = 256
-    crop_size: int = 224
-    val_per_class: int = 0  # train-fullsup images per class (0 = all), as num_val_sample_per_class
-    num_workers: int = 2
+    resize_size: Positive = 256
+    crop_size: Positive = 224
+    val_per_class: NonNegativeInt = 0  # train-fullsup images per class (0 = all), as num_val_sample_per_class
+    num_workers: NonNegativeInt = 2
 
 
-@dataclass
-class TrainConfig:
-    epochs: int = 30
-    batch_size: int = 256
-    grad_accum: int = 1
-    optimizer: str = "adamw"
-    lr: float = 1e-4
-    min_lr: float = 0.0
+class TrainConfig(_Section):
+    epochs: Positive = 30
+    batch_size: Positive = 256
+    grad_accum: Positive = 1
+    optimizer: Literal["adamw", "sgd"] = "adamw"
+    lr: NonNegative = 1e-4
+    min_lr: NonNegative = 0.0
     momentum: float = 0.9
-    weight_decay: float = 0.05
-    schedule: str = "constant"
-    warmup_epochs: float = 0.0
+    weight_decay: NonNegative = 0.05
+    schedule: Literal["constant", "cosine", "step"] = "constant"
+    warmup_epochs: NonNegative = 0.0
     lr_decay_every: int | list[int] = 0  # step schedule: decay at 1-based epochs divisible by (any of) these
     lr_decay_factor: float = 0.1
-    amp: str = "auto"
+    amp: Literal["auto", "off", "bf16", "fp16"] = "auto"
     compile: bool = False
     clip_grad: float | None = None
-    checkpoint_every_steps: int = 0  # also save last.pt every n optimizer steps (0: at epoch ends only)
+    checkpoint_every_steps: NonNegativeInt = 0  # also save last.pt every n optimizer steps (0: at epoch ends only)
 
 
-@dataclass
-class ProtocolConfig:
-    name: str = "full"
-    trainable_blocks: int = 0
-    shots: int = 0
+class ProtocolConfig(_Section):
+    name: Literal["full", "parameter_efficient", "few_shot"] = "full"
+    trainable_blocks: NonNegativeInt = 0
+    shots: NonNegativeInt = 0
 
 
-@dataclass
-class EvalConfig:
+class EvalConfig(_Section):
     protocol: str = "wsolevaluation"
-    threshold_policy: str = "oracle-test"
-    cam_curve_interval: float = 0.001
-    iou_thresholds: list[int] = field(default_factory=lambda: [30, 50, 70])
-    thresholds: list[float] = field(default_factory=list)
-    batch_size: int = 64
+    threshold_policy: Literal["oracle-test", "fixed", "val"] = "oracle-test"
+    cam_curve_interval: Annotated[float, _within(0, 1, low_open=True, high_open=True)] = 0.001
+    iou_thresholds: list[Annotated[int, _within(0, 100, low_open=True, high_open=False)]] = Field(
+        default_factory=lambda: [30, 50, 70])
+    thresholds: list[Annotated[float, _within(0, 1, low_open=False, high_open=True)]] = Field(default_factory=list)
+    batch_size: Positive = 64
     ten_crop: bool = False
-    checkpoint: str = "last"  # which checkpoint the final test evaluation scores (best = val-selected)
+    checkpoint: Literal["last", "best"] = "last"  # which checkpoint the final test evaluation scores
 
 
-@dataclass
-class ExperimentConfig:
+class ExperimentConfig(_Section):
     experiment: str = "default"
     seed: int = 0
     output_dir: str = "runs"
-    device: str = "auto"
-    method: MethodConfig = field(default_factory=MethodConfig)
-    dataset: DatasetConfig = field(default_factory=DatasetConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
-    protocol: ProtocolConfig = field(default_factory=ProtocolConfig)
-    eval: EvalConfig = field(default_factory=EvalConfig)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    method: MethodConfig = Field(default_factory=MethodConfig)
+    dataset: DatasetConfig = Field(default_factory=DatasetConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    protocol: ProtocolConfig = Field(default_factory=ProtocolConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+
+    @model_validator(mode="after")
+    def _consistent(self, info: Any) -> ExperimentConfig:
+        """Checks across keys; skipped while a layer is merged (a later layer may complete a pair)."""
+        if (info.context or {}).get("partial"):
+            return self
+        if self.dataset.resize_size < self.dataset.crop_size:
+            raise ValueError(f"dataset.resize_size ({self.dataset.resize_size}) must be ≥ "
+                             f"dataset.crop_size ({self.dataset.crop_size})")
+        if self.eval.threshold_policy == "fixed" and not self.eval.thresholds:
+            raise ValueError("eval.thresholds: the 'fixed' threshold policy needs at least one threshold")
+        intervals = decay_intervals(self.train)
+        if self.train.schedule == "step" and not (intervals and all(every > 0 for every in intervals)):
+            raise ValueError("train.lr_decay_every: the 'step' schedule needs positive decay intervals, "
+                             f"got {self.train.lr_decay_every!r}")
+        if self.protocol.name == "few_shot" and self.protocol.shots <= 0:
+            raise ValueError("protocol.shots: the few_shot protocol needs images per class > 0")
+        return self
 
 
-CHOICES: dict[str, tuple[str, ...]] = {
-    "train.optimizer": ("adamw", "sgd"),
-    "train.schedule": ("constant", "cosine", "step"),
-    "train.amp": ("auto", "off", "bf16", "fp16"),
-    "protocol.name": ("full", "parameter_efficient", "few_shot"),
-    "eval.threshold_policy": ("oracle-test", "fixed", "val"),
-    "eval.checkpoint": ("last", "best"),
-    "device": ("auto", "cpu", "cuda"),
+def _choices(model: type[BaseModel], prefix: str = "") -> dict[str, tuple[str, ...]]:
+    found: dict[str, tuple[str, ...]] = {}
+    for name, field in model.model_fields.items():
+        if typing.get_origin(field.annotation) is Literal:
+            found[f"{prefix}{name}"] = typing.get_args(field.annotation)
+        elif isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
+            found.update(_choices(field.annotation, f"{prefix}{name}."))
+    return found
+
+
+CHOICES: dict[str, tuple[str, ...]] = _choices(ExperimentConfig)
+"""The allowed values of every key with a fixed set of choices (read from the models' Literal types)."""
+
+
+# --------------------------------------------------------------------------- validation with readable errors
+
+_EXPECTED = {
+    "int_type": "an integer", "float_type": "a number", "bool_type": "true or false", "string_type": "a string",
+    "list_type": "a list", "dict_type": "a mapping", "model_type": "a mapping", "model_attributes_type": "a mapping",
 }
 
 
-# --------------------------------------------------------------------------- typed merging
+def _locate(model: type[BaseModel], loc: tuple[Any, ...]) -> tuple[str, type[BaseModel] | None, Any]:
+    """The dotted key an error location names (union member tags dropped), the model that holds the
+    last named field, and that field's annotation."""
+    dotted, holder, annotation = "", model, None
+    current: type[BaseModel] | None = model
+    for item in loc:
+        if isinstance(item, int):
+            dotted += f"[{item}]"
+        elif current is not None and item in current.model_fields:
+            holder, annotation = current, current.model_fields[item].annotation
+            dotted = f"{dotted}.{item}" if dotted else item
+            is_model = isinstance(annotation, type) and issubclass(annotation, BaseModel)
+            current = annotation if is_model else None
+        elif current is not None:  # an unknown key at this level
+            dotted = f"{dotted}.{item}" if dotted else str(item)
+            holder, annotation, current = current, None, None
+        else:  # a union member's tag
+            break
+    return dotted, holder, annotation
 
 
-def _type_name(tp: Any) -> str:
-    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+def _message(model: type[BaseModel], error: Any, same_key: list[Any]) -> str:
+    loc, kind, value = error["loc"], error["type"], error.get("input")
+    dotted, holder, annotation = _locate(model, loc)
+    if kind == "extra_forbidden":
+        parent = dotted.rpartition(".")[0]
+        valid = [f"{parent}.{name}" if parent else name for name in holder.model_fields]
+        return f"unknown config key {dotted!r}{closest(dotted, valid)}; valid here: {', '.join(valid)}"
+    if kind == "literal_error":
+        choices = typing.get_args(annotation)
+        return f"{dotted}: {value!r} is not one of {', '.join(choices)}{closest(str(value), choices)}"
+    if kind == "greater_than":
+        return f"{dotted}: must be positive, got {value}"
+    if kind == "greater_than_equal":
+        return f"{dotted}: must be ≥ 0, got {value}"
+    if kind in _EXPECTED:
+        expected = " or ".join(dict.fromkeys(_EXPECTED.get(e["type"], e["type"]) for e in same_key))
+        return f"{dotted}: expected {expected}, got {value!r}"
+    text = error["msg"].removeprefix("Value error, ")
+    return f"{dotted}: {text}" if dotted else text
 
 
-def _coerce(value: Any, tp: Any, key: str, source: str) -> Any:
-    """`value` converted to the annotation `tp`, or ConfigError naming key and expected type."""
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        errors = []
-        for option in typing.get_args(tp):
-            if option is type(None):
-                if value is None:
-                    return None
-                continue
-            try:
-                return _coerce(value, option, key, source)
-            except ConfigError as error:
-                errors.append(error)
-        expected = " or ".join(_type_name(a) for a in typing.get_args(tp))
-        raise ConfigError(f"{source}{key}: expected {expected}, got {value!r}")
-    if origin is list:
-        (item_tp,) = typing.get_args(tp)
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{source}{key}: expected a list of {_type_name(item_tp)}, got {value!r}")
-        return [_coerce(v, item_tp, f"{key}[{i}]", source) for i, v in enumerate(value)]
-    if origin is dict:
-        if not isinstance(value, dict):
-            raise ConfigError(f"{source}{key}: expected a mapping, got {value!r}")
-        return copy.deepcopy(value)
-    if tp is Any:
-        return value
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-        raise ConfigError(f"{source}{key}: expected true or false, got {value!r}")
-    if tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        raise ConfigError(f"{source}{key}: expected an integer, got {value!r}")
-    if tp is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        raise ConfigError(f"{source}{key}: expected a number, got {value!r}")
-    if tp is str:
-        if isinstance(value, str):
-            return value
-        raise ConfigError(f"{source}{key}: expected a string, got {value!r}")
-    raise ConfigError(f"{source}{key}: unsupported type {tp}")  # pragma: no cover - programming error
+def _validated(model: type[BaseModel], data: dict[str, Any], source: str, partial: bool) -> Any:
+    """`model` built from `data`, or ConfigError naming the source and the dotted key of the first error.
+
+    `partial` skips the checks across keys (a later layer may still complete a pair).
+    """
+    try:
+        return model.model_validate(data, context={"partial": partial})
+    except ValidationError as failure:
+        errors = failure.errors()
+        key = _locate(model, errors[0]["loc"])[0]
+        same_key = [e for e in errors if _locate(model, e["loc"])[0] == key]
+        raise ConfigError(f"{source}{_message(model, errors[0], same_key)}") from None
 
 
-def merge(obj: Any, updates: dict[str, Any], source: str = "", prefix: str = "") -> None:
-    """Apply a nested mapping onto a config dataclass in place, checking every key and type."""
+def merge(obj: BaseModel, updates: dict[str, Any], source: str = "") -> None:
+    """Apply a nested mapping onto a config model in place, checking every key, type and range.
+
+    The checks across keys and against the registries (`validate`) wait for the fully layered config.
+    """
     if not isinstance(updates, dict):
-        raise ConfigError(f"{source}{prefix.rstrip('.') or '<top>'}: expected a mapping, got {updates!r}")
-    hints = typing.get_type_hints(type(obj))
-    names = [f.name for f in dataclasses.fields(obj)]
-    for key, value in updates.items():
-        dotted = f"{prefix}{key}"
-        if key not in names:
-            valid = [f"{prefix}{n}" for n in names]
-            raise ConfigError(
-                f"{source}unknown config key {dotted!r}{closest(dotted, valid)}; valid here: {', '.join(valid)}"
-            )
-        current = getattr(obj, key)
-        if dataclasses.is_dataclass(current):
-            merge(current, value, source, f"{dotted}.")
-        elif isinstance(current, dict) and isinstance(value, dict):
-            current.update(copy.deepcopy(value))
-        else:
-            setattr(obj, key, _coerce(value, hints[key], dotted, source))
+        raise ConfigError(f"{source}<top>: expected a mapping, got {updates!r}")
+    state = obj.model_dump()
+    _deep_update(state, updates)
+    merged = _validated(type(obj), state, source, partial=True)
+    for name in type(obj).model_fields:
+        setattr(obj, name, getattr(merged, name))
+
+
+# --------------------------------------------------------------------------- overrides
+
+
+def _annotation(dotted: str) -> Any:
+    """The type of the config key `dotted`, or None where the models do not fix one (hparams, unknown keys)."""
+    current: Any = ExperimentConfig
+    annotation = None
+    for part in dotted.split("."):
+        if not (isinstance(current, type) and issubclass(current, BaseModel)) or part not in current.model_fields:
+            return None
+        annotation = current = current.model_fields[part].annotation
+    return annotation
+
+
+def _accepts(annotation: Any, value: Any) -> bool:
+    try:
+        TypeAdapter(annotation).validate_python(value, strict=True)
+    except ValidationError:
+        return False
+    return True
 
 
 def parse_set(assignment: str) -> dict[str, Any]:
-    """`a.b=c` → {'a': {'b': c}}, with c parsed as YAML (numbers, booleans, lists)."""
+    """`a.b=c` → {'a': {'b': c}}: c parsed as YAML (numbers, booleans, lists), unless the key takes text that
+    YAML would read as something else (`experiment=2024` → "2024", `train.amp=off` → "off")."""
     if "=" not in assignment:
         raise ConfigError(f"--set {assignment!r}: expected key=value, e.g. train.lr=1e-4")
     key, raw = assignment.split("=", 1)
-    key = key.strip()
+    key, text = key.strip(), raw.strip()
     if not key:
         raise ConfigError(f"--set {assignment!r}: empty key")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        value = yaml.safe_load(raw) if text else ""
     except yaml.YAMLError as error:
         raise ConfigError(f"--set {key}: cannot parse {raw!r}: {error}") from None
-    if isinstance(value, str) and _looks_numeric(value):
-        value = float(value)  # YAML 1.1 reads "1e-4" as a string
-    nested: dict[str, Any] = value
-    for part in reversed(key.split(".")):
+    annotation = _annotation(key)
+    if annotation is None or not _accepts(annotation, value):
+        if annotation is not None and _accepts(annotation, text):
+            value = text
+        elif isinstance(value, str) and _looks_numeric(value):
+            value = float(value)  # YAML 1.1 reads "1e-4" as a string
+    return _nest(key, value)
+
+
+def _nest(dotted: str, value: Any) -> dict[str, Any]:
+    nested: Any = value
+    for part in reversed(dotted.split(".")):
         nested = {part: nested}
     return nested
 
@@ -218,6 +295,21 @@ def _looks_numeric(text: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def _override_layers(overrides: Sequence[Override]) -> list[tuple[str, dict[str, Any]]]:
+    """(source, nested mapping) per override, in order."""
+    layers = []
+    for item in overrides:
+        if isinstance(item, str):
+            layers.append((f"--set {item}: ", parse_set(item)))
+        else:
+            key, value = item
+            layers.append((f"{key}={value!r}: ", _nest(key, value)))
+    return layers
+
+
+# --------------------------------------------------------------------------- files and layers
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
@@ -241,39 +333,63 @@ def plugin_yaml(package_dir: str, name: str) -> Path:
     return Path(package.__path__[0]) / f"{name}.yaml"
 
 
-def method_layer(method: str, dataset: str) -> tuple[dict[str, Any], str]:
-    """The method card's defaults for `dataset`, from methods/<method>.yaml (empty if none)."""
+ANY = "any"
+"""In a method's `recipes` table, the backbone or dataset part that matches every backbone or dataset."""
+
+
+def recipe_table(method: str) -> tuple[dict[str, Any], dict[tuple[str, str], dict[str, Any]], Path]:
+    """methods/<method>.yaml as (defaults, {(backbone, dataset): layer}, path); empty when the file is absent.
+
+    The file holds `defaults:` and one `recipes:` table keyed `<backbone>/<dataset>`, either part `any`.
+    A key must name one of the method's backbones and a registered dataset (or `any`); ConfigError names
+    the file and the key otherwise.
+    """
+    from wsolbench.registry import DATASETS, METHODS
+
     path = plugin_yaml("methods", method)
     if not path.is_file():
-        return {}, str(path)
+        return {}, {}, path
     data = load_yaml(path)
-    unknown = set(data) - {"defaults", "datasets", "backbones"}
+    unknown = set(data) - {"defaults", "recipes"}
     if unknown:
-        raise ConfigError(
-            f"{path}: unknown top-level key {sorted(unknown)[0]!r}; expected defaults, datasets, backbones"
-        )
-    layer = copy.deepcopy(data.get("defaults") or {})
-    _deep_update(layer, (data.get("datasets") or {}).get(dataset) or {})
+        raise ConfigError(f"{path}: unknown top-level key {sorted(unknown)[0]!r}; expected defaults, recipes")
+    table: dict[tuple[str, str], dict[str, Any]] = {}
+    datasets = [ANY, *DATASETS.names()]
+    backbones = [ANY, *(METHODS.get(method).backbones if method in METHODS else ())]
+    for key, layer in (data.get("recipes") or {}).items():
+        backbone, sep, dataset = str(key).partition("/")
+        if not sep or not backbone or (backbone, dataset) == (ANY, ANY):
+            raise ConfigError(f"{path}: recipes.{key}: expected <backbone>/<dataset> (either part '{ANY}', "
+                              f"not both), e.g. {ANY}/cub or resnet50/{ANY}")
+        if dataset not in datasets:
+            raise ConfigError(f"{path}: recipes.{key}: unknown dataset {dataset!r}{closest(dataset, datasets)}; "
+                              f"valid: {', '.join(datasets)}")
+        if backbone not in backbones:
+            raise ConfigError(f"{path}: recipes.{key}: {method} has no backbone {backbone!r}"
+                              f"{closest(backbone, backbones)}; valid: {', '.join(backbones)}")
+        if not isinstance(layer, dict):
+            raise ConfigError(f"{path}: recipes.{key}: expected a mapping, got {layer!r}")
+        table[(backbone, dataset)] = layer
+    return data.get("defaults") or {}, table, path
+
+
+def method_layer(method: str, dataset: str) -> tuple[dict[str, Any], str]:
+    """The method's recipe for `dataset` on any backbone: `defaults` ← `any/<dataset>` (empty if no file)."""
+    defaults, table, path = recipe_table(method)
+    layer = copy.deepcopy(defaults)
+    _deep_update(layer, table.get((ANY, dataset)) or {})
     return layer, str(path)
 
 
 def backbone_layer(method: str, dataset: str, backbone: str | None) -> tuple[dict[str, Any], str]:
-    """Per-backbone recipe from methods/<method>.yaml, applied over `method_layer` (empty if none).
-
-    `backbones: {<backbone>: {defaults: ..., datasets: {<dataset>: ...}}}` (e.g. CAM's lr and
-    weight decay differ per backbone and dataset, cam.md §5).
-    """
-    path = plugin_yaml("methods", method)
-    if backbone is None or not path.is_file():
+    """What the recipe changes for `backbone`, applied over `method_layer`: `<backbone>/any` ←
+    `<backbone>/<dataset>` (e.g. CAM's lr and weight decay differ per backbone and dataset)."""
+    _, table, path = recipe_table(method)
+    if backbone is None:
         return {}, str(path)
-    entry = (load_yaml(path).get("backbones") or {}).get(backbone) or {}
-    unknown = set(entry) - {"defaults", "datasets"}
-    if unknown:
-        raise ConfigError(f"{path}: backbones.{backbone}: unknown key {sorted(unknown)[0]!r}; "
-                          "expected defaults, datasets")
-    layer = copy.deepcopy(entry.get("defaults") or {})
-    _deep_update(layer, (entry.get("datasets") or {}).get(dataset) or {})
-    return layer, f"{path} (backbones.{backbone})"
+    layer = copy.deepcopy(table.get((backbone, ANY)) or {})
+    _deep_update(layer, table.get((backbone, dataset)) or {})
+    return layer, f"{path} (recipes.{backbone}/...)"
 
 
 def _deep_update(base: dict[str, Any], update: dict[str, Any]) -> None:
@@ -290,7 +406,7 @@ def resolve(
     dataset: str | None = None,
     user: dict[str, Any] | None = None,
     user_source: str = "",
-    overrides: list[str] = (),
+    overrides: Sequence[Override] = (),
     base: dict[str, Any] | None = None,
 ) -> ExperimentConfig:
     """Layer everything into one validated ExperimentConfig (see the module docstring).
@@ -300,13 +416,13 @@ def resolve(
     `method` / `dataset` override what the user layers name.
     """
     user = copy.deepcopy(user or {})
-    set_layers = [parse_set(s) for s in overrides]
+    set_layers = _override_layers(overrides)
     # Which method and dataset pick the plugin layers: the most specific layer that names them wins.
     probe: dict[str, Any] = {}
-    for layer in [base or {}, user, *set_layers]:
+    for layer in [base or {}, user, *(layer for _, layer in set_layers)]:
         _deep_update(probe, layer)
-    method_name = method or (probe.get("method") or {}).get("name") or MethodConfig.name
-    dataset_name = dataset or (probe.get("dataset") or {}).get("name") or DatasetConfig.name
+    method_name = method or (probe.get("method") or {}).get("name") or MethodConfig().name
+    dataset_name = dataset or (probe.get("dataset") or {}).get("name") or DatasetConfig().name
 
     config = ExperimentConfig()
     layer, source = method_layer(method_name, dataset_name)
@@ -320,8 +436,8 @@ def resolve(
     if base:
         merge(config, base, "run defaults: ")
     merge(config, user, f"{user_source}: " if user_source else "")
-    for assignment, layer in zip(overrides, set_layers, strict=True):
-        merge(config, layer, f"--set {assignment}: ")
+    for source, layer in set_layers:
+        merge(config, layer, source)
     config.method.name = method_name
     config.dataset.name = dataset_name
     validate(config)
@@ -329,13 +445,11 @@ def resolve(
 
 
 def validate(config: ExperimentConfig) -> None:
-    """Check values (choices, ranges, registered names); ConfigError names the key."""
+    """The checks across keys, then the registered names (methods, datasets, evaluation protocols,
+    hyperparameters); ConfigError names the key."""
     from wsolbench.registry import DATASETS, METHODS
 
-    for key, choices in CHOICES.items():
-        value = get_key(config, key)
-        if value not in choices:
-            raise ConfigError(f"{key}: {value!r} is not one of {', '.join(choices)}{closest(str(value), choices)}")
+    _validated(ExperimentConfig, config.model_dump(), "", partial=False)
     if config.method.name not in METHODS:
         valid = METHODS.names()
         raise ConfigError(f"method.name: unknown method {config.method.name!r}{closest(config.method.name, valid)}; "
@@ -360,37 +474,6 @@ def validate(config: ExperimentConfig) -> None:
                 f"method.hparams.{key}: {config.method.name} has no such hyperparameter"
                 f"{closest(key, list(hparams))}; valid: {', '.join(sorted(hparams)) or '(none)'}"
             )
-    positive = ["train.epochs", "train.batch_size", "train.grad_accum", "eval.batch_size",
-                "dataset.crop_size", "dataset.resize_size"]
-    for key in positive:
-        if get_key(config, key) <= 0:
-            raise ConfigError(f"{key}: must be positive, got {get_key(config, key)}")
-    for key in ["train.lr", "train.weight_decay", "train.min_lr", "train.warmup_epochs",
-                "dataset.val_per_class", "protocol.shots", "protocol.trainable_blocks",
-                "train.checkpoint_every_steps", "dataset.num_workers"]:
-        if get_key(config, key) < 0:
-            raise ConfigError(f"{key}: must be ≥ 0, got {get_key(config, key)}")
-    if config.dataset.resize_size < config.dataset.crop_size:
-        raise ConfigError(
-            f"dataset.resize_size ({config.dataset.resize_size}) must be ≥ "
-            f"dataset.crop_size ({config.dataset.crop_size})"
-        )
-    if not 0 < config.eval.cam_curve_interval < 1:
-        raise ConfigError(f"eval.cam_curve_interval: must lie in (0, 1), got {config.eval.cam_curve_interval}")
-    for i, delta in enumerate(config.eval.iou_thresholds):
-        if not 0 < delta <= 100:
-            raise ConfigError(f"eval.iou_thresholds[{i}]: must lie in (0, 100], got {delta}")
-    for i, tau in enumerate(config.eval.thresholds):
-        if not 0 <= tau < 1:
-            raise ConfigError(f"eval.thresholds[{i}]: must lie in [0, 1), got {tau}")
-    if config.eval.threshold_policy == "fixed" and not config.eval.thresholds:
-        raise ConfigError("eval.thresholds: the 'fixed' threshold policy needs at least one threshold")
-    intervals = decay_intervals(config.train)
-    if config.train.schedule == "step" and not (intervals and all(every > 0 for every in intervals)):
-        raise ConfigError("train.lr_decay_every: the 'step' schedule needs positive decay intervals, "
-                          f"got {config.train.lr_decay_every!r}")
-    if config.protocol.name == "few_shot" and config.protocol.shots <= 0:
-        raise ConfigError("protocol.shots: the few_shot protocol needs images per class > 0")
 
 
 def decay_intervals(train: TrainConfig) -> list[int]:
@@ -407,11 +490,12 @@ def get_key(config: Any, dotted: str) -> Any:
 
 
 def to_dict(config: ExperimentConfig) -> dict[str, Any]:
-    return dataclasses.asdict(config)
+    """Plain nested dicts, lists and scalars, in the models' field order (what `config.yaml` holds)."""
+    return config.model_dump()
 
 
 def from_dict(data: dict[str, Any], source: str = "") -> ExperimentConfig:
-    """Rebuild a saved config (e.g. a run's config.yaml), with the same checks."""
+    """Rebuild a saved config (e.g. a run's config.yaml), with the same checks; keys it lacks take their defaults."""
     config = ExperimentConfig()
     merge(config, data, source)
     validate(config)
@@ -425,7 +509,7 @@ def resolve_saved(
     base: dict[str, Any] | None = None,
     user: dict[str, Any] | None = None,
     user_source: str = "",
-    overrides: list[str] = (),
+    overrides: Sequence[Override] = (),
 ) -> tuple[ExperimentConfig, list[str]]:
     """A saved config (a run's, or the one our checkpoints carry) with the user's layers on top.
 
@@ -437,8 +521,8 @@ def resolve_saved(
     before = _flatten(to_dict(config))
     merge(config, base or {}, "protocol defaults: ")
     merge(config, user or {}, f"{user_source}: " if user_source else "")
-    for assignment in overrides:
-        merge(config, parse_set(assignment), f"--set {assignment}: ")
+    for layer_source, layer in _override_layers(overrides):
+        merge(config, layer, layer_source)
     validate(config)
     after = _flatten(to_dict(config))
     changes = [f"{key}: {before.get(key)!r} → {after.get(key)!r}"

@@ -40,6 +40,8 @@ from wsolbench.annotations import (  # noqa: F401 (re-exported: the dataset laye
     write_metadata,
 )
 from wsolbench.atomic import atomic_write_text
+from wsolbench.config import ConfigError
+from wsolbench.errors import MissingFileError
 
 # --------------------------------------------------------------------------- prepared datasets
 
@@ -88,7 +90,7 @@ def open_dataset(root: str | Path) -> PreparedDataset:
     root = Path(root)
     info_path = root / INFO_FILE
     if not info_path.is_file():
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"{root} is not a prepared dataset (no {INFO_FILE}); run `python bench.py prepare <name>` first"
         )
     info = yaml.safe_load(info_path.read_text()) or {}
@@ -136,7 +138,7 @@ class DatasetAdapter:
 
 
 def train_transform(resize: int = 256, crop: int = 224) -> T.Compose:
-    """The WSOL train augmentation of every card: square resize, random crop, flip, normalize."""
+    """The WSOL train augmentation of every official recipe: square resize, random crop, flip, normalize."""
     return T.Compose(
         [
             T.Resize((resize, resize)),
@@ -184,7 +186,7 @@ class WSOLDataset(Dataset):
         try:
             image = load_image(path)
         except FileNotFoundError:
-            raise FileNotFoundError(f"image {image_id!r} of split {split} not found at {path}") from None
+            raise MissingFileError(f"image {image_id!r} of split {split} not found at {path}") from None
         except ImageError as error:
             raise ImageError(f"{error} (image {image_id!r} of split {split}; it passed `prepare`, so the "
                              "file changed since: restore it and prepare the dataset again)") from None
@@ -204,7 +206,7 @@ class WSOLDataset(Dataset):
             entry = self.metadata.masks.get(image_id)
             if entry is not None:
                 if self.dataset.mask_root is None:
-                    raise FileNotFoundError(f"{self.dataset.root}: dataset has masks but no mask_root")
+                    raise MissingFileError(f"{self.dataset.root}: dataset has masks but no mask_root")
                 item["mask"] = torch.from_numpy(mask_label_map(entry, self.dataset.mask_root, self.frame))
             else:
                 item["mask"] = None
@@ -233,10 +235,10 @@ def per_class_subset(metadata: Metadata, k: int, seed: int) -> Metadata:
 
     Classes are visited in ascending order and each class's candidates in metadata order, so the
     subset depends only on (metadata, k, seed). The result keeps metadata order. A class with fewer
-    than k images raises ValueError naming it.
+    than k images raises ConfigError naming it.
     """
     if k <= 0:
-        raise ValueError(f"images per class must be positive, got {k}")
+        raise ConfigError(f"images per class must be positive, got {k}")
     by_class: dict[int, list[str]] = {}
     for image_id in metadata.image_ids:
         by_class.setdefault(metadata.labels[image_id], []).append(image_id)
@@ -245,7 +247,7 @@ def per_class_subset(metadata: Metadata, k: int, seed: int) -> Metadata:
     for label in sorted(by_class):
         candidates = by_class[label]
         if len(candidates) < k:
-            raise ValueError(f"class {label} has {len(candidates)} image(s), fewer than the {k} asked for")
+            raise ConfigError(f"class {label} has {len(candidates)} image(s), fewer than the {k} asked for")
         picks = rng.choice(len(candidates), size=k, replace=False)
         chosen.update(candidates[int(p)] for p in picks)
     return metadata.subset([i for i in metadata.image_ids if i in chosen])

@@ -7,3 +7,15 @@ keeps its traceback.
 
 class WsolbenchError(Exception):
     """Base of every error whose message tells the user what to fix."""
+
+
+class MissingFileError(WsolbenchError, FileNotFoundError):
+    """A file or folder the user named, or the command needs, does not exist; the message says how to get it."""
+
+
+class BadFileError(WsolbenchError, ValueError):
+    """A file the user gave exists but does not hold what was expected; the message names the file and key or line."""
+
+
+class RunConflictError(WsolbenchError, ValueError):
+    """A run folder or training checkpoint does not fit the request (other config, other process count)."""

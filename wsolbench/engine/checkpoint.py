@@ -16,6 +16,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from wsolbench.errors import BadFileError, MissingFileError
+
 
 def seed_everything(seed: int) -> None:
     """Seed python, numpy and torch (all devices); cudnn deterministic, no benchmark."""
@@ -64,10 +66,10 @@ def checkpoint_config(path: Path) -> dict[str, Any] | None:
 def load_training_state(path: Path) -> dict[str, Any]:
     """Read a checkpoint written by the trainer; error names the file when it is not one."""
     if not path.is_file():
-        raise FileNotFoundError(f"cannot resume: {path} does not exist (start without --resume)")
+        raise MissingFileError(f"cannot resume: {path} does not exist (start without --resume)")
     state = torch.load(path, map_location="cpu", weights_only=True)
     required = ("model", "optimizer", "epoch", "step_in_epoch", "global_step", "rng")
     missing = [k for k in required if k not in state]
     if missing:
-        raise ValueError(f"{path}: not a wsolbench training checkpoint (missing {', '.join(missing)})")
+        raise BadFileError(f"{path}: not a wsolbench training checkpoint (missing {', '.join(missing)})")
     return state

@@ -14,6 +14,8 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from wsolbench.config import ConfigError
+
 
 @dataclass(frozen=True)
 class DistInfo:
@@ -39,7 +41,7 @@ def pick_device(preference: str, local_rank: int = 0) -> torch.device:
     """`auto` → the local CUDA device when one is available, else CPU."""
     if preference == "cuda" or (preference == "auto" and torch.cuda.is_available()):
         if not torch.cuda.is_available():
-            raise ValueError("device: 'cuda' asked for, but no CUDA device is available")
+            raise ConfigError("device: 'cuda' asked for, but no CUDA device is available")
         return torch.device("cuda", local_rank)
     return torch.device("cpu")
 

@@ -16,7 +16,15 @@ from torch.utils.data import DataLoader, Subset
 from torchvision import transforms as T
 
 from wsolbench.config import ExperimentConfig
-from wsolbench.data import IMAGENET_MEAN, IMAGENET_STD, Metadata, PreparedDataset, WSOLDataset, collate
+from wsolbench.data import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    Metadata,
+    MetadataError,
+    PreparedDataset,
+    WSOLDataset,
+    collate,
+)
 from wsolbench.engine.distributed import DistInfo, all_reduce_sum_
 from wsolbench.method import WSOLMethod
 from wsolbench.metrics.accumulators import BoxAccumulator, MaskAccumulator, MetricResult
@@ -86,7 +94,7 @@ def accumulate(
     protocol = eval_protocol(config)
     thresholds = threshold_list(config.eval.cam_curve_interval)
     if metadata.kind == "labels":
-        raise ValueError(f"{prepared.name}: this split has no boxes or masks to evaluate localization on")
+        raise MetadataError(f"{prepared.name}: this split has no boxes or masks to evaluate localization on")
     masks = metadata.kind == "masks"
     accumulator = (
         MaskAccumulator(protocol, thresholds)

@@ -2,8 +2,8 @@
 (`few_shot`: k per class).
 
 `few_shot` trains the full model on `config.protocol.shots` images per class drawn by
-`wsolbench.data.per_class_subset` with seed `config.seed` (an assumption: the SAT card, §3.5, does
-not say how the published few-shot images were drawn).
+`wsolbench.data.per_class_subset` with seed `config.seed` (an assumption: neither the SAT paper nor
+its code says how the published few-shot images were drawn).
 """
 
 from __future__ import annotations

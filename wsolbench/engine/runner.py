@@ -22,7 +22,7 @@ import torch
 import yaml
 
 from wsolbench.atomic import atomic_write, atomic_write_text
-from wsolbench.config import ExperimentConfig, dump, resolve, to_dict
+from wsolbench.config import ConfigError, ExperimentConfig, Override, dump, resolve, to_dict
 from wsolbench.data import (
     Metadata,
     PreparedDataset,
@@ -44,7 +44,7 @@ from wsolbench.engine.evaluate import (
 )
 from wsolbench.engine.protocols import count_trainable, trainable_groups, training_images
 from wsolbench.engine.train import Trainer, amp_dtype, micro_batch_size
-from wsolbench.errors import WsolbenchError
+from wsolbench.errors import MissingFileError, RunConflictError, WsolbenchError
 from wsolbench.method import WSOLMethod, create_method
 from wsolbench.registry import DATASETS, METHODS
 from wsolbench.results import RunDir, run_path
@@ -86,7 +86,7 @@ def plan_runs(
     seeds: list[int] | None = (0,),
     user: dict[str, Any] | None = None,
     user_source: str = "",
-    overrides: list[str] = (),
+    overrides: list[Override] = (),
     experiment: str | None = None,
     base: dict[str, Any] | None = None,
 ) -> list[ExperimentConfig]:
@@ -104,15 +104,13 @@ def plan_runs(
         for dataset in datasets:
             for protocol in protocols or [None]:
                 for seed in seeds or [None]:
-                    extra = [f"protocol.name={protocol}"] if protocol is not None else []
-                    extra += [f"seed={seed}"] if seed is not None else []
-                    config = resolve(
+                    extra: list[Override] = [("protocol.name", protocol)] if protocol is not None else []
+                    extra += [("seed", seed)] if seed is not None else []
+                    extra += [("experiment", str(experiment))] if experiment else []  # "2024" stays a string
+                    configs.append(resolve(
                         method=method, dataset=dataset, user=user, user_source=user_source,
                         overrides=[*overrides, *extra], base=method_base or None,
-                    )
-                    if experiment:  # a name as typed: "2024" stays a string
-                        config.experiment = str(experiment)
-                    configs.append(config)
+                    ))
     return configs
 
 
@@ -120,11 +118,11 @@ def plan_runs(
 
 
 def check_dataset(config: ExperimentConfig) -> None:
-    """FileNotFoundError naming the `prepare` command when a dataset that needs a source is missing."""
+    """MissingFileError naming the `prepare` command when a dataset that needs a source is missing."""
     root = Path(config.dataset.data_root) / config.dataset.name
     adapter = DATASETS.get(config.dataset.name)
     if adapter.needs_source and not (root / "dataset.yaml").is_file():
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"dataset {config.dataset.name!r} is not prepared at {root}; run "
             f"`python bench.py prepare {config.dataset.name} --source <folder> "
             f"--data-root {config.dataset.data_root}` first ({adapter.source_hint})"
@@ -132,14 +130,14 @@ def check_dataset(config: ExperimentConfig) -> None:
 
 
 def check_val_split(config: ExperimentConfig) -> None:
-    """ValueError, before any training, when `threshold_policy: val` meets a prepared dataset without val GT."""
+    """ConfigError, before any training, when `threshold_policy: val` meets a prepared dataset without val GT."""
     root = Path(config.dataset.data_root) / config.dataset.name
     if config.eval.threshold_policy != "val" or not (root / "dataset.yaml").is_file():
         return
     prepared = open_dataset(root)
     if not prepared.has_split("val") or prepared.split("val").kind == "labels":
         why = " (for CUB: extract the CUBV2 images and prepare again)" if config.dataset.name == "cub" else ""
-        raise ValueError(f"eval.threshold_policy 'val' needs a val split with GT in {root}{why}; "
+        raise ConfigError(f"eval.threshold_policy 'val' needs a val split with GT in {root}{why}; "
                          "use 'oracle-test' or 'fixed' with this dataset")
 
 
@@ -207,14 +205,14 @@ def _run_mode(run: RunDir, config: ExperimentConfig, resume: bool) -> str:
     diff = _config_diff(yaml.safe_load(saved_path.read_text()), to_dict(config))
     if diff:
         changes = "\n  ".join(diff)
-        raise ValueError(
+        raise RunConflictError(
             f"run directory {run.path} holds a run with a different config (saved → now):\n  {changes}\n"
             "choose another --experiment, or remove that folder to start over"
         )
     if finished:
         return "done"
     if not resume:
-        raise ValueError(
+        raise RunConflictError(
             f"run directory {run.path} holds an interrupted run of this config; pass --resume to continue it, "
             "or choose another --experiment"
         )
@@ -384,7 +382,7 @@ def evaluate_into(
     policy = config.eval.threshold_policy
     if policy == "val":
         if val_result is None:
-            raise ValueError(f"eval.threshold_policy 'val' needs a val split with GT in {prepared.root}")
+            raise ConfigError(f"eval.threshold_policy 'val' needs a val split with GT in {prepared.root}")
         chosen = score(test_acc, "fixed", dict(val_result.thresholds))
     elif policy == "fixed":
         chosen = score(test_acc, "fixed", list(config.eval.thresholds))

@@ -24,12 +24,12 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from tqdm import tqdm
 
-from wsolbench.config import ExperimentConfig, to_dict
+from wsolbench.config import ConfigError, ExperimentConfig, to_dict
 from wsolbench.data import WSOLDataset, collate
 from wsolbench.engine.checkpoint import load_training_state, rng_state, set_rng_state
 from wsolbench.engine.distributed import DistInfo, all_gather_object
 from wsolbench.engine.optim import LRSchedule, build_optimizer
-from wsolbench.errors import WsolbenchError
+from wsolbench.errors import RunConflictError, WsolbenchError
 from wsolbench.method import ParamGroup, WSOLMethod
 from wsolbench.results import RunDir
 
@@ -64,7 +64,7 @@ def amp_dtype(mode: str, device: torch.device) -> torch.dtype | None:
     if device.type != "cuda":
         if mode == "auto":
             return None
-        raise ValueError(f"train.amp: {mode!r} needs a GPU; use 'auto' or 'off' on CPU")
+        raise ConfigError(f"train.amp: {mode!r} needs a GPU; use 'auto' or 'off' on CPU")
     if mode == "fp16" or (mode == "auto" and not torch.cuda.is_bf16_supported()):
         return torch.float16
     return torch.bfloat16
@@ -96,7 +96,7 @@ def micro_batch_size(config: ExperimentConfig, info: DistInfo) -> int:
     """Images per rank per forward pass; train.batch_size is the global batch per optimizer step."""
     per_step = info.world_size * config.train.grad_accum
     if config.train.batch_size % per_step:
-        raise ValueError(
+        raise ConfigError(
             f"train.batch_size ({config.train.batch_size}) must be divisible by grad_accum × processes "
             f"({config.train.grad_accum} × {info.world_size})"
         )
@@ -163,7 +163,7 @@ class Trainer:
         """Restore model, optimizer, scaler, RNG states, epoch and position from last.pt."""
         state = load_training_state(self.run.checkpoints / "last.pt")
         if len(state["rng"]) != self.info.world_size:
-            raise ValueError(
+            raise RunConflictError(
                 f"{self.run.checkpoints / 'last.pt'} was written by {len(state['rng'])} process(es); "
                 f"resume it with the same number (now {self.info.world_size})"
             )

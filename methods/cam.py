@@ -33,6 +33,7 @@ from torchvision.models import inception as tv_inception
 
 from wsolbench.method import (
     Localization,
+    MethodOptionError,
     MethodOutput,
     ParamGroup,
     WSOLMethod,
@@ -75,16 +76,16 @@ class CAM(WSOLMethod):
                 "inception_v3": InceptionCAM,
             }
             if backbone not in families:
-                raise ValueError(f"cam: unknown backbone {backbone!r}; valid: {', '.join(CAM.backbones)}")
+                raise MethodOptionError(f"cam: unknown backbone {backbone!r}; valid: {', '.join(CAM.backbones)}")
             cls = families[backbone]
         return super().__new__(cls)
 
     def __init__(self, *, large_feature_map: bool = False, lr_classifier_ratio: float = 10.0, **options: Any) -> None:
         super().__init__(**options)
         if not isinstance(large_feature_map, bool):
-            raise TypeError(f"cam: large_feature_map must be true or false, got {large_feature_map!r}")
+            raise MethodOptionError(f"cam: large_feature_map must be true or false, got {large_feature_map!r}")
         if lr_classifier_ratio <= 0:
-            raise ValueError(f"cam: lr_classifier_ratio must be > 0, got {lr_classifier_ratio}")
+            raise MethodOptionError(f"cam: lr_classifier_ratio must be > 0, got {lr_classifier_ratio}")
         self.large_feature_map = large_feature_map
         self.lr_classifier_ratio = float(lr_classifier_ratio)
         self._build()

@@ -42,9 +42,9 @@ class CenterBaseline(WSOLMethod):
             raise MethodOptionError(f"center: the centre baseline has no backbone; got backbone={self.backbone_name!r}")
         if grid_size is not None and (isinstance(grid_size, bool) or not isinstance(grid_size, int)
                                       or grid_size < 3):
-            raise ValueError(f"center: grid_size must be an integer ≥ 3 or None, got {grid_size!r}")
+            raise MethodOptionError(f"center: grid_size must be an integer ≥ 3 or None, got {grid_size!r}")
         if not (isinstance(sigma, (int, float)) and sigma > 0):
-            raise ValueError(f"center: sigma must be a number > 0, got {sigma!r}")
+            raise MethodOptionError(f"center: sigma must be a number > 0, got {sigma!r}")
         self.grid_size = grid_size
         self.sigma = float(sigma)
 

@@ -40,7 +40,7 @@ from wsolbench.methods.vit import (
     split_qkv,
 )
 
-from wsolbench.method import Localization, MethodOutput, WSOLMethod
+from wsolbench.method import Localization, MethodOptionError, MethodOutput, WSOLMethod
 from wsolbench.registry import register_method
 
 
@@ -99,9 +99,9 @@ class SAT(WSOLMethod):
             pretrained=self.pretrained, backbone_kwargs=self.backbone_kwargs,
         )
         if not 1 <= spatial_blocks <= vit.depth:
-            raise ValueError(f"sat: spatial_blocks must be in 1..{vit.depth}, got {spatial_blocks}")
+            raise MethodOptionError(f"sat: spatial_blocks must be in 1..{vit.depth}, got {spatial_blocks}")
         if not 0.0 <= area_threshold <= 1.0:
-            raise ValueError(f"sat: area_threshold must be in [0, 1], got {area_threshold}")
+            raise MethodOptionError(f"sat: area_threshold must be in [0, 1], got {area_threshold}")
         dim = vit.embed_dim
         # Registration order gives the official key order.
         self.cls_token = vit.cls_token

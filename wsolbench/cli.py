@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from wsolbench.errors import BadFileError, MissingFileError, WsolbenchError
+from wsolbench.errors import WsolbenchError
 from wsolbench.registry import DATASETS, METHODS, REPORTS
 
 
@@ -360,16 +360,7 @@ def score(scoremaps: Path, metadata_dir: Path, metric: str, cam_curve_interval: 
     except ValueError:
         raise click.BadParameter(f"expected integers like 30,50,70, got {iou_thresholds!r}",
                                  param_hint="--iou-thresholds") from None
-    try:
-        record = run_score(scoremaps, metadata_dir, metric, cam_curve_interval, deltas, mask_root, workers)
-    except WsolbenchError:
-        raise
-    # Until wsolbench/metrics/score.py raises WsolbenchError for every bad input, its bare errors are the
-    # user's (missing or malformed maps and metadata) and print as one line.
-    except FileNotFoundError as error:
-        raise MissingFileError(str(error)) from None
-    except ValueError as error:
-        raise BadFileError(str(error)) from None
+    record = run_score(scoremaps, metadata_dir, metric, cam_curve_interval, deltas, mask_root, workers)
     write_score(record, output)
     per_iou = ", ".join(f"IoU{d} {v:.2f}" for d, v in record["per_iou"].items())
     click.echo(f"{metric} = {record['value']:.2f}" + (f" ({per_iou})" if per_iou else "")

@@ -19,3 +19,11 @@ class BadFileError(WsolbenchError, ValueError):
 
 class RunConflictError(WsolbenchError, ValueError):
     """A run folder or training checkpoint does not fit the request (other config, other process count)."""
+
+
+class BadValueError(WsolbenchError, ValueError):
+    """A value the user gave (a flag, a protocol or metric name, a threshold) is unknown or out of range."""
+
+
+class BadAnnotationError(WsolbenchError, RuntimeError):
+    """Ground truth that cannot be scored: an invalid GT box, a split without any positive mask pixel."""

@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from wsolbench.errors import WsolbenchError
+from wsolbench.errors import MissingFileError, WsolbenchError
 from wsolbench.registry import METHODS, closest
 
 PROTOCOLS = ("full", "parameter_efficient", "few_shot")
@@ -72,6 +72,10 @@ class CheckpointError(WsolbenchError, RuntimeError):
 
 class MethodOptionError(WsolbenchError, ValueError):
     """A constructor option, protocol or argument a method cannot take; the message names it."""
+
+
+class UnknownHyperparameterError(MethodOptionError, TypeError):
+    """A hyperparameter the method does not have (a TypeError too, as an unexpected keyword is)."""
 
 
 def _under(name: str, prefixes: tuple[str, ...]) -> bool:
@@ -276,7 +280,7 @@ def read_state_dict(path: str | Path) -> tuple[dict[str, Tensor], dict[str, Any]
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"weight file {path} does not exist")
+        raise MissingFileError(f"weight file {path} does not exist")
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
@@ -345,7 +349,7 @@ def create_method(
     if unknown:
         valid = sorted(cls.default_hparams)
         key = unknown[0]
-        raise TypeError(
+        raise UnknownHyperparameterError(
             f"method {name!r} has no hyperparameter {key!r}{closest(key, valid)}; "
             f"valid: {', '.join(valid) or '(none)'}"
         )

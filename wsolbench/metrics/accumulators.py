@@ -1,4 +1,4 @@
-"""Streaming metric accumulators with integer counts, and threshold policies (metrics.md §7–§11).
+"""Streaming metric accumulators with integer counts, and threshold policies (docs/metrics.md).
 
 An accumulator sees batches, keeps only integer hit counts per threshold (so DDP ranks reduce them
 exactly with a sum: `acc.reduce(fn)`, or shards combine with `acc.merge(other)`), and `result()` turns
@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from wsolbench.errors import BadFileError, BadValueError
 from wsolbench.metrics.boxes import check_boxes, sweep_ious
 from wsolbench.metrics.maps import as_numpy, prepare_maps
 from wsolbench.metrics.protocols import EvalProtocol
@@ -87,7 +88,7 @@ class _Counts:
                 raise ValueError("fixed_thresholds only go with policy 'fixed'")
             return np.arange(len(self.thresholds))
         if policy != "fixed":
-            raise ValueError(f"unknown threshold policy {policy!r}; valid: oracle-test, fixed, val")
+            raise BadValueError(f"unknown threshold policy {policy!r}; valid: oracle-test, fixed, val")
         if fixed is None:
             raise ValueError("policy 'fixed' needs fixed_thresholds (a τ, a list of τ, or metric → τ)")
         if isinstance(fixed, dict):
@@ -97,7 +98,7 @@ class _Counts:
     def _index(self, tau: float) -> int:
         match = np.flatnonzero(np.isclose(self.thresholds, tau, rtol=0, atol=1e-9))
         if len(match) == 0:
-            raise ValueError(f"fixed threshold {tau} is not among the accumulator's thresholds")
+            raise BadValueError(f"fixed threshold {tau} is not among the accumulator's thresholds")
         return int(match[0])
 
 
@@ -119,7 +120,7 @@ class BoxAccumulator(_Counts):
         self.thresholds = _check_thresholds(thresholds)
         self.iou_thresholds = tuple(int(d) for d in iou_thresholds)
         if not self.iou_thresholds or any(not 0 < d <= 100 for d in self.iou_thresholds):
-            raise ValueError(f"IoU thresholds must be integers in (0, 100], got {list(iou_thresholds)}")
+            raise BadValueError(f"IoU thresholds must be integers in (0, 100], got {list(iou_thresholds)}")
         self._deltas = np.asarray(self.iou_thresholds, dtype=np.float64)[:, None, None] / 100
         shape_dt, shape_t = (len(self.iou_thresholds), len(self.thresholds)), (len(self.thresholds),)
         self._counts = {
@@ -191,7 +192,7 @@ class BoxAccumulator(_Counts):
         for i in range(batch):
             boxes = check_boxes(as_numpy(gt_boxes[i]), f"{names[i]}: GT box")
             if len(boxes) == 0:
-                raise ValueError(f"{names[i]}: no GT box")
+                raise BadFileError(f"{names[i]}: no GT box")
             iou_v1[i], iou_v2[i] = sweep_ious(self.protocol, prepared[i], self.thresholds, boxes)
             if by_prediction:
                 box_v1[i], box_v2[i] = (

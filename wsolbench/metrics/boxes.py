@@ -1,4 +1,4 @@
-"""Box extraction over a threshold sweep, and the inclusive "+1" IoU (metrics.md §3–§7, §12).
+"""Box extraction over a threshold sweep, and the inclusive "+1" IoU (docs/metrics.md, docs/protocols.md).
 
 The hot path: for one prepared map and T thresholds, the distinct binary images (uint8 protocols:
 ≤ 256 integer levels; float protocols: one per distinct map value passed) are never built one by
@@ -16,6 +16,7 @@ from typing import NamedTuple
 import cv2
 import numpy as np
 
+from wsolbench.errors import BadAnnotationError
 from wsolbench.metrics.component_trees import EMPTY, UNDECIDED, foreground_components, hole_components
 from wsolbench.metrics.protocols import EvalProtocol
 
@@ -27,11 +28,12 @@ EMPTY_BOXES = {
 
 
 def check_boxes(boxes: np.ndarray, what: str) -> np.ndarray:
-    """(K, 4) int64 inclusive boxes; RuntimeError on a negative coordinate or x1 < x0 or y1 < y0."""
+    """(K, 4) int64 inclusive boxes; BadAnnotationError (a RuntimeError) on a negative coordinate, x1 < x0
+    or y1 < y0."""
     boxes = np.asarray(boxes, dtype=np.int64).reshape(-1, 4)
     bad = (boxes < 0).any(1) | (boxes[:, 2] < boxes[:, 0]) | (boxes[:, 3] < boxes[:, 1])
     if bad.any():
-        raise RuntimeError(
+        raise BadAnnotationError(
             f"{what}: box {tuple(boxes[bad][0].tolist())} is not (x0, y0, x1, y1) with 0 <= x0 <= x1, 0 <= y0 <= y1"
         )
     return boxes
@@ -51,7 +53,7 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def quantize(prepared: np.ndarray) -> np.ndarray:
-    """uint8 floor(255·s), truncating as numpy's astype does (metrics.md §3)."""
+    """uint8 floor(255·s), truncating as numpy's astype does (docs/metrics.md)."""
     return (prepared * 255).astype(np.uint8)
 
 

@@ -1,4 +1,4 @@
-"""Raw method maps → [0, 1] maps in the evaluation frame, as each protocol scores them (metrics.md §2, 12)."""
+"""Raw method maps → [0, 1] maps in the evaluation frame, as each protocol scores them (docs/protocols.md)."""
 
 from __future__ import annotations
 

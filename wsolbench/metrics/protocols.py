@@ -1,4 +1,4 @@
-"""Evaluation protocols as data: every convention that changes a number (metrics.md §12).
+"""Evaluation protocols as data: every convention that changes a number (docs/protocols.md).
 
 A protocol fixes the evaluation frame, how raw maps become [0, 1] maps in that frame (maps.py),
 how a map and a threshold become boxes (boxes.py), the Top-k Loc IoU comparison and how the
@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from wsolbench.annotations import EvalFrame
+from wsolbench.errors import BadValueError
 from wsolbench.registry import closest
 
 THRESHOLD_POLICIES = ("oracle-test", "fixed", "val")
@@ -139,7 +140,7 @@ _OFFICIAL: dict[str, dict[str, OfficialEvaluator]] = {
 def official_evaluator(name: str, dataset: str) -> OfficialEvaluator:
     """The defaults of protocol `name`'s official test script on `dataset`."""
     if name not in _OFFICIAL:
-        raise ValueError(
+        raise BadValueError(
             f"unknown evaluation protocol {name!r}{closest(name, EVAL_PROTOCOLS)}; valid: {', '.join(EVAL_PROTOCOLS)}"
         )
     table = _OFFICIAL[name]
@@ -149,10 +150,10 @@ def official_evaluator(name: str, dataset: str) -> OfficialEvaluator:
 def get_protocol(name: str, crop_size: int = 224, resize_size: int = 256) -> EvalProtocol:
     """The named protocol at the given frame size (resize_size matters only for 'sat')."""
     if name not in EVAL_PROTOCOLS:
-        raise ValueError(f"unknown evaluation protocol {name!r}{closest(name, EVAL_PROTOCOLS)}; "
+        raise BadValueError(f"unknown evaluation protocol {name!r}{closest(name, EVAL_PROTOCOLS)}; "
                          f"valid: {', '.join(EVAL_PROTOCOLS)}")
     if crop_size <= 0 or resize_size < crop_size:
-        raise ValueError(f"need 0 < crop_size <= resize_size, got crop {crop_size}, resize {resize_size}")
+        raise BadValueError(f"need 0 < crop_size <= resize_size, got crop {crop_size}, resize {resize_size}")
     # SAT, TS-CAM and SCM scale GT boxes as x / W · R, wsolevaluation as x · R / W
     divide_first = name != "wsolevaluation"
     frame = EvalFrame(resize_size if name == "sat" else crop_size, crop_size, divide_first)
@@ -160,7 +161,7 @@ def get_protocol(name: str, crop_size: int = 224, resize_size: int = 256) -> Eva
 
 
 def threshold_list(interval: float) -> np.ndarray:
-    """τ_k = k·Δ for k = 0 … 1/Δ − 1, exactly numpy arange(0, 1, Δ) as the reference (metrics.md §3)."""
+    """τ_k = k·Δ for k = 0 … 1/Δ − 1, exactly numpy arange(0, 1, Δ) as wsolevaluation does (docs/metrics.md)."""
     if not 0 < interval < 1:
-        raise ValueError(f"cam_curve_interval must lie in (0, 1), got {interval}")
+        raise BadValueError(f"cam_curve_interval must lie in (0, 1), got {interval}")
     return np.arange(0, 1, interval)

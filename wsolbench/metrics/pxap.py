@@ -1,8 +1,10 @@
-"""PxAP: pixel precision-recall over binned raw scores, pooled over the split (metrics.md §10)."""
+"""PxAP: pixel precision-recall over binned raw scores, pooled over the split (docs/metrics.md)."""
 
 from __future__ import annotations
 
 import numpy as np
+
+from wsolbench.errors import BadAnnotationError, BadFileError
 
 
 def bin_edges(thresholds: np.ndarray) -> np.ndarray:
@@ -14,7 +16,7 @@ def check_label_map(labels: np.ndarray, what: str) -> None:
     """ValueError unless every value is 0 (background), 1 (foreground) or 255 (ignore)."""
     bad = (labels != 0) & (labels != 1) & (labels != 255)
     if bad.any():
-        raise ValueError(f"{what}: label map values must be 0, 1 or 255, found {int(labels[bad][0])}")
+        raise BadFileError(f"{what}: label map values must be 0, 1 or 255, found {int(labels[bad][0])}")
 
 
 def pixel_histograms(
@@ -30,12 +32,12 @@ def pxap_curve(positive: np.ndarray, negative: np.ndarray) -> tuple[float, np.nd
     """(PxAP in percent, precision_j, recall_j) for j = 0 … K+1, j counting bins from the top edge down.
 
     PxAP = 100 Σ_{j≥1} precision_j (recall_j − recall_{j−1}) over the j with TP_j + FP_j > 0 (a
-    right-endpoint step sum); precision_j is NaN where TP_j + FP_j = 0. RuntimeError if there is no
-    positive pixel.
+    right-endpoint step sum); precision_j is NaN where TP_j + FP_j = 0. BadAnnotationError (a RuntimeError) if
+    there is no positive pixel.
     """
     total_positive = int(positive.sum())
     if total_positive == 0:
-        raise RuntimeError("No positive ground truth pixels in the evaluated split; PxAP is undefined")
+        raise BadAnnotationError("No positive ground truth pixels in the evaluated split; PxAP is undefined")
     tp = np.cumsum(positive[::-1])
     fp = np.cumsum(negative[::-1])
     predicted = tp + fp

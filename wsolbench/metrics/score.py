@@ -2,7 +2,7 @@
 
 Maps are `<scoremaps>/<image_id>.npy`, 2-D, 224 x 224, any float dtype, values in [0, 1], already
 normalized (they are thresholded relative to their maximum, as the reference evaluator does). GT
-boxes move into the 224 frame with truncation (metrics.md §4); masks with nearest neighbour (§10).
+boxes move into the 224 frame with truncation; masks with nearest neighbour (docs/protocols.md).
 The thresholds are the oracle-test sweep arange(0, 1, Δ). Work is spread over processes in chunks of
 images; each chunk returns integer counts, which add up exactly. Every map is loaded and checked before
 any scoring, and all bad ones are reported together (the first 20, and their count); nothing is
@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from wsolbench.annotations import EvalFrame, Metadata, atomic_write_text, mask_label_map, read_metadata
-from wsolbench.errors import WsolbenchError
+from wsolbench.errors import BadFileError, BadValueError, MissingFileError, WsolbenchError
 from wsolbench.metrics.accumulators import BoxAccumulator, MaskAccumulator
 from wsolbench.metrics.component_trees import load_kernels
 from wsolbench.metrics.protocols import get_protocol, threshold_list
@@ -38,23 +38,23 @@ class ScoreMapError(WsolbenchError, ValueError):
 
 
 def load_scoremap(scoremaps: Path, image_id: str) -> np.ndarray:
-    """The validated (224, 224) float64 map of one image; ValueError / FileNotFoundError name the image."""
+    """The validated (224, 224) float64 map of one image; BadFileError / MissingFileError name the image."""
     path = scoremaps / f"{image_id}.npy"
     if not path.is_file():
-        raise FileNotFoundError(f"{image_id}: no score map at {path}")
+        raise MissingFileError(f"{image_id}: no score map at {path}")
     try:
         scoremap = np.load(path, allow_pickle=False)
     except (ValueError, OSError, EOFError) as error:
-        raise ValueError(f"{image_id}: {path} is not a plain numpy array file ({error})") from None
+        raise BadFileError(f"{image_id}: {path} is not a plain numpy array file ({error})") from None
     if not np.issubdtype(scoremap.dtype, np.floating):
-        raise ValueError(f"{image_id}: score map dtype must be floating point, got {scoremap.dtype}")
+        raise BadFileError(f"{image_id}: score map dtype must be floating point, got {scoremap.dtype}")
     if scoremap.shape != (SIZE, SIZE):
-        raise ValueError(f"{image_id}: score map must be 2-D of shape ({SIZE}, {SIZE}), got {scoremap.shape}")
+        raise BadFileError(f"{image_id}: score map must be 2-D of shape ({SIZE}, {SIZE}), got {scoremap.shape}")
     scoremap = scoremap.astype(np.float64)
     if np.isnan(scoremap).any():
-        raise ValueError(f"{image_id}: score map contains NaN")
+        raise BadFileError(f"{image_id}: score map contains NaN")
     if scoremap.min() < 0 or scoremap.max() > 1:
-        raise ValueError(
+        raise BadFileError(
             f"{image_id}: score map values must lie in [0, 1], "
             f"got [{scoremap.min():.6g}, {scoremap.max():.6g}]"
         )
@@ -110,20 +110,20 @@ def _score_chunk(task: tuple) -> dict[str, np.ndarray]:
 def _items(metadata: Metadata, metric: str, mask_root: Path | None, where: Path) -> list[tuple[str, Any]]:
     if metric == "pxap":
         if not metadata.masks:
-            raise ValueError(f"{where}: --metric pxap needs mask annotations in localization.txt")
+            raise BadFileError(f"{where}: --metric pxap needs mask annotations in localization.txt")
         if mask_root is None:
-            raise ValueError("--metric pxap needs --mask-root (the folder the mask paths are relative to)")
+            raise BadValueError("--metric pxap needs --mask-root (the folder the mask paths are relative to)")
         missing = [i for i in metadata.image_ids if i not in metadata.masks]
         if missing:
-            raise ValueError(f"{missing[0]}: no mask line in {where / 'localization.txt'}")
+            raise BadFileError(f"{missing[0]}: no mask line in {where / 'localization.txt'}")
         return [(i, metadata.masks[i]) for i in metadata.image_ids]
     if not metadata.boxes:
-        raise ValueError(f"{where}: --metric {metric} needs boxes in localization.txt")
+        raise BadFileError(f"{where}: --metric {metric} needs boxes in localization.txt")
     frame = EvalFrame(SIZE, SIZE)
     items = []
     for image_id in metadata.image_ids:
         if image_id not in metadata.boxes:
-            raise ValueError(f"{image_id}: no box line in {where / 'localization.txt'}")
+            raise BadFileError(f"{image_id}: no box line in {where / 'localization.txt'}")
         width, height = metadata.sizes[image_id]
         items.append((image_id, np.array([frame.box(b, width, height) for b in metadata.boxes[image_id]])))
     return items
@@ -140,7 +140,7 @@ def score(
 ) -> dict[str, Any]:
     """The score record: metric, value, per_iou, thresholds (τ per δ), policy, num_images, ... (percent)."""
     if metric not in METRICS:
-        raise ValueError(f"unknown metric {metric!r}; valid: {', '.join(METRICS)}")
+        raise BadValueError(f"unknown metric {metric!r}; valid: {', '.join(METRICS)}")
     scoremaps, metadata_dir = Path(scoremaps), Path(metadata_dir)
     thresholds = threshold_list(cam_curve_interval)
     metadata = read_metadata(metadata_dir)

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from wsolbench.errors import BadValueError
 from wsolbench.metrics.boxes import sweep_boxes
 from wsolbench.metrics.maps import prepare_maps
 from wsolbench.metrics.protocols import EvalProtocol, get_protocol
@@ -40,7 +41,7 @@ def maps_to_boxes(
     if isinstance(protocol, str):
         protocol = get_protocol(protocol, crop_size=crop_size, resize_size=resize_size)
     if not 0 <= threshold < 1:
-        raise ValueError(f"threshold must lie in [0, 1), got {threshold}")
+        raise BadValueError(f"threshold must lie in [0, 1), got {threshold}")
     tau = np.array([float(threshold)])
     out = []
     for prepared in prepare_maps(protocol, maps):

@@ -13,13 +13,13 @@ from pathlib import Path
 from PIL import Image
 from tqdm import tqdm
 
+from wsolbench.atomic import current_umask
 from wsolbench.data import (
     Box,
     ImageError,
     Metadata,
     MetadataError,
     PreparedDataset,
-    current_umask,
     describe_image_error,
     load_image,
     read_metadata,

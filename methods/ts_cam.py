@@ -16,17 +16,17 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-import timm
 import torch
 from torch import Tensor, nn
 from wsolbench.methods.vit import (
     ViTBackbone,
+    ViTWeights,
     attention_with_row,
     block_forward,
     plain_attention,
 )
 
-from wsolbench.method import Localization, MethodOutput, WSOLMethod, read_state_dict
+from wsolbench.method import Localization, MethodOutput, WSOLMethod
 from wsolbench.registry import register_method
 
 DROP_PATH_RATE = 0.1  # the argparse default of TS-CAM's and SCM's official scripts
@@ -45,11 +45,12 @@ class TSCAM(WSOLMethod):
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
+        weights = ViTWeights.read(self.backbone_name, self.pretrained) if self.pretrained else None
         vit = ViTBackbone(
             self.backbone_name,
             img_size=self.img_size,
             drop_path_rate=DROP_PATH_RATE if self.drop_path_rate is None else self.drop_path_rate,
-            pretrained=self.pretrained,
+            pretrained=weights or False,
             backbone_kwargs=self.backbone_kwargs,
         )
         # Top-level timm keys in the official registration order, so checkpoints match.
@@ -63,8 +64,8 @@ class TSCAM(WSOLMethod):
         self.embed_dim = vit.embed_dim
         self.depth = vit.depth
         self.grid_size = vit.grid_size
-        if self.pretrained:
-            self._load_classifier_bias(self.pretrained)
+        if weights is not None:
+            self._load_classifier_bias(weights)
 
     # ------------------------------------------------------------------ shared computation
 
@@ -141,17 +142,12 @@ class TSCAM(WSOLMethod):
 
     # ------------------------------------------------------------------ ImageNet weights
 
-    def _load_classifier_bias(self, pretrained: bool | str) -> None:
+    def _load_classifier_bias(self, weights: ViTWeights) -> None:
         """Keep DeiT's classifier bias as the conv head's bias when the shapes agree (ILSVRC).
 
         The official loader drops `head.weight` always and `head.bias` only when its shape differs.
         """
-        if pretrained is True:
-            if self.num_classes != 1000:  # the published DeiT classifiers are 1000-way
-                return
-            bias = timm.create_model(self.backbone_name, pretrained=True).state_dict().get("head.bias")
-        else:
-            bias = read_state_dict(pretrained)[0].get("head.bias")
+        bias = weights.state.get("head.bias")
         if bias is not None and bias.shape == self.head.bias.shape:
             with torch.no_grad():
                 self.head.bias.copy_(bias)

@@ -5,7 +5,8 @@
 - `attention_with_row` / `block_forward`: a timm block's attention through
   `F.scaled_dot_product_attention`, plus the explicit pre-softmax logits of the one query row a
   method needs (TS-CAM/SCM: the cls row; SAT: the spatial-token row), differentiable.
-- `load_vit_weights`: timm hub weights, timm safetensors files and original DeiT `.pth` files.
+- `ViTWeights` / `load_vit_weights`: published weights (timm hub file, timm safetensors, original DeiT
+  `.pth`), read once and loaded into a `ViTBackbone`.
 
 Nothing here assumes a 14x14 grid or a 224 input: the grid comes from timm's patch embedding.
 """
@@ -13,6 +14,7 @@ Nothing here assumes a 14x14 grid or a 224 input: the grid comes from timm's pat
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import timm
 import torch
@@ -22,10 +24,10 @@ from timm.models.vision_transformer import Attention, Block, VisionTransformer
 from torch import Tensor, nn
 
 from wsolbench.method import check_keys, read_state_dict
+from wsolbench.weights import published_file, published_weights
 
 # Classifier heads of published ViT/DeiT checkpoints; no WSOL method reuses them.
 HEAD_PREFIXES = ("head.", "head_dist.")
-BACKBONE_PREFIXES = ("cls_token", "pos_embed", "patch_embed.", "blocks.", "norm.")
 
 
 class ViTBackbone(nn.Module):
@@ -34,7 +36,8 @@ class ViTBackbone(nn.Module):
     Built with `timm.create_model(name, pretrained=False, num_classes=0, img_size=..., drop_path_rate=...,
     **backbone_kwargs)`; only plain ViTs are accepted (one cls token, no register/distillation tokens,
     pos_embed covering the cls token, no patch dropout or pre-norm), anything else raises ValueError.
-    `pretrained` (True or a local file) is loaded with `load_vit_weights`.
+    `pretrained` (True, a local file, or weights already read as `ViTWeights`) is loaded with
+    `load_vit_weights`; the timm model is built once, without weights.
     """
 
     def __init__(
@@ -43,7 +46,7 @@ class ViTBackbone(nn.Module):
         *,
         img_size: int | None,
         drop_path_rate: float | None,
-        pretrained: bool | str,
+        pretrained: bool | str | ViTWeights,
         backbone_kwargs: dict,
     ) -> None:
         super().__init__()
@@ -151,49 +154,39 @@ def plain_attention(attn: Attention, x: Tensor) -> Tensor:
 # --------------------------------------------------------------------------- weights
 
 
-def load_vit_weights(model_or_backbone: nn.Module, pretrained: bool | str, name: str) -> None:
-    """Load published ViT/DeiT weights into a `ViTBackbone` (or a model holding one, or a model whose
-    own top-level keys are the ViT's, as SAT's are).
+@dataclass(frozen=True)
+class ViTWeights:
+    """Published ViT/DeiT weights read once: the file's tensors (classifier heads included) and where
+    they came from. A method that also needs the classifier (TS-CAM's head bias) reads it from here."""
 
-    `pretrained=True`: timm hub weights of `name` (`timm.create_model(name, pretrained=True)`).
-    A string: a local file, either timm safetensors or a torch file such as the original DeiT
-    `.pth` ({"model": ...}; `state_dict` wrappers and `module.` prefixes accepted). Classifier heads
-    (`head.*`, `head_dist.*`) are dropped; pos_embed is resampled when the grid differs. Raises
-    CheckpointError listing missing, unexpected or wrongly shaped keys; never loads partially.
+    state: dict[str, Tensor]
+    source: str
+
+    @classmethod
+    def read(cls, name: str, pretrained: bool | str) -> ViTWeights:
+        """`True`: the timm hub file of backbone `name` (downloaded into the hub cache when needed; a
+        WeightsError within seconds when it cannot be); a string: that local file, either timm
+        safetensors or a torch file such as the original DeiT `.pth` ({"model": ...}; `state_dict`
+        wrappers and `module.` prefixes accepted)."""
+        path = published_file(published_weights("timm", name), name) if pretrained is True else str(pretrained)
+        return cls(read_state_dict(path)[0], f"{path} ({name} ImageNet weights)" if pretrained is True else path)
+
+
+def load_vit_weights(backbone: ViTBackbone, pretrained: bool | str | ViTWeights, name: str) -> None:
+    """Load published ViT/DeiT weights (`ViTWeights.read(name, pretrained)` unless already read) into
+    `backbone`.
+
+    Classifier heads (`head.*`, `head_dist.*`) are dropped; pos_embed is resampled when the grid
+    differs. Raises CheckpointError listing missing, unexpected or wrongly shaped keys; never loads
+    partially.
     """
-    source = f"timm hub weights of {name!r}" if pretrained is True else str(pretrained)
-    if pretrained is True:
-        state = timm.create_model(name, pretrained=True, num_classes=0).state_dict()
-    else:
-        state = read_state_dict(pretrained)[0]
-    state = {k: v for k, v in state.items() if not k.startswith(HEAD_PREFIXES)}
-
-    prefix = _backbone_prefix(model_or_backbone)
-    target = model_or_backbone.state_dict()
-    wanted = {k for k in target if k.startswith(prefix) and k[len(prefix):].startswith(BACKBONE_PREFIXES)}
-    state = {prefix + k: v for k, v in state.items()}
-    pos_key = prefix + "pos_embed"
-    if pos_key in state and pos_key in target and state[pos_key].shape != target[pos_key].shape:
-        grid = _backbone_grid(model_or_backbone)
-        state[pos_key] = resample_abs_pos_embed(state[pos_key], new_size=list(grid), num_prefix_tokens=1)
-
-    check_keys({k: target[k] for k in wanted}, state, f"{source} does not fit backbone {name!r}:")
+    weights = pretrained if isinstance(pretrained, ViTWeights) else ViTWeights.read(name, pretrained)
+    state = {k: v for k, v in weights.state.items() if not k.startswith(HEAD_PREFIXES)}
+    target = backbone.state_dict()
+    pos = state.get("pos_embed")
+    if pos is not None and pos.shape != target["pos_embed"].shape:
+        state["pos_embed"] = resample_abs_pos_embed(pos, new_size=list(backbone.grid_size), num_prefix_tokens=1)
+    check_keys(target, state, f"{weights.source} does not fit backbone {name!r}:")
     with torch.no_grad():
         for key, value in state.items():
             target[key].copy_(value)
-
-
-def _backbone_prefix(model: nn.Module) -> str:
-    """'' for a ViTBackbone or a model with top-level ViT keys, else '<path>.' of its ViTBackbone."""
-    if isinstance(model, ViTBackbone) or isinstance(getattr(model, "patch_embed", None), nn.Module):
-        return ""
-    found = [n for n, m in model.named_modules() if isinstance(m, ViTBackbone)]
-    if len(found) != 1:
-        raise ValueError(f"{type(model).__name__} holds {len(found)} ViTBackbones; expected exactly one")
-    return found[0] + "."
-
-
-def _backbone_grid(model: nn.Module) -> tuple[int, int]:
-    prefix = _backbone_prefix(model)
-    holder = model.get_submodule(prefix[:-1]) if prefix else model
-    return tuple(holder.patch_embed.grid_size)

@@ -27,8 +27,8 @@ from typing import Any
 
 import pandas as pd
 
+from wsolbench.atomic import atomic_write_text
 from wsolbench.config import ConfigError, parse_set
-from wsolbench.data import atomic_write_text
 from wsolbench.engine.distributed import is_main_process
 from wsolbench.errors import BadFileError
 from wsolbench.results import RunDir

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from wsolbench.data import atomic_write_text
+from wsolbench.atomic import atomic_write_text
 
 from . import ablation, html, plots, thresholds, uncertainty
 from .references import load_references

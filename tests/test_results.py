@@ -82,6 +82,20 @@ def test_a_lock_from_another_host_is_never_taken_over(tmp_path) -> None:
     assert not (run / ".lock").exists()
 
 
+def test_an_unreadable_lock_is_refused_and_an_empty_unheld_one_taken_over(tmp_path) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / ".lock").write_text("garbage\n")
+    with pytest.raises(RunLockedError, match="in use by a process its lock file does not name"):
+        RunDir(run).acquire()
+    assert (run / ".lock").read_text() == "garbage\n"  # untouched
+    # An empty file nobody holds: its writer died between creating and writing it.
+    (run / ".lock").write_text("")
+    with RunDir(run):
+        assert (run / ".lock").read_text() == f"{socket.gethostname()} {os.getpid()}\n"
+    assert not (run / ".lock").exists()
+
+
 def _race_for_lock(run, go, results) -> None:
     go.wait()
     try:

@@ -9,6 +9,7 @@ import pytest
 import timm
 import torch
 import torchvision
+import wsolbench.methods.vit
 from click.testing import CliRunner
 from safetensors.torch import save_file
 
@@ -85,6 +86,39 @@ def test_cached_hub_weights_are_used_offline(empty_caches):
     config = resolve(method="cam", dataset="synthetic", overrides=["method.pretrained=true"])
     cam = build_model(config, num_classes=10)
     torch.testing.assert_close(cam.layer1[0].conv1.weight, resnet.layer1[0].conv1.weight, atol=0, rtol=0)
+
+
+def _cache_timm_file(empty_caches, state) -> None:
+    snapshot = empty_caches / "hf" / "models--timm--deit_tiny_patch16_224.fb_in1k"
+    (snapshot / "refs").mkdir(parents=True)
+    (snapshot / "refs" / "main").write_text("abc123")
+    (snapshot / "snapshots" / "abc123").mkdir(parents=True)
+    save_file(state, str(snapshot / "snapshots" / "abc123" / "model.safetensors"))
+
+
+def test_pretrained_true_reads_the_hub_file_once_and_builds_one_timm_model(empty_caches, monkeypatch):
+    torch.manual_seed(4)
+    published = timm.create_model("deit_tiny_patch16_224", img_size=32, num_classes=1000, **TINY).state_dict()
+    _cache_timm_file(empty_caches, published)
+    built, read = [], []
+    real_create, real_read = timm.create_model, wsolbench.methods.vit.read_state_dict
+    monkeypatch.setattr(timm, "create_model", lambda *a, **k: built.append(k) or real_create(*a, **k))
+    monkeypatch.setattr(wsolbench.methods.vit, "read_state_dict", lambda *a: read.append(a) or real_read(*a))
+    model = create_method("ts_cam", num_classes=1000, backbone="deit_tiny_patch16_224", img_size=32,
+                          backbone_kwargs=TINY, pretrained=True)
+    assert len(built) == 1 and built[0]["pretrained"] is False and len(read) == 1
+    for key in ("cls_token", "pos_embed", "blocks.3.attn.qkv.weight", "norm.bias", "head.bias"):
+        torch.testing.assert_close(model.state_dict()[key], published[key], atol=0, rtol=0)
+    # 200 classes: the 1000-way classifier bias does not fit the head and is left alone
+    model = create_method("ts_cam", num_classes=200, backbone="deit_tiny_patch16_224", img_size=32,
+                          backbone_kwargs=TINY, pretrained=True)
+    torch.testing.assert_close(model.pos_embed, published["pos_embed"], atol=0, rtol=0)
+
+
+def test_pretrained_true_without_the_hub_file_fails_naming_the_backbone(empty_caches):
+    with pytest.raises(WeightsError, match="deit_tiny_patch16_224: pretrained weights not available.*HF_HUB_OFFLINE"):
+        create_method("sat", num_classes=10, backbone="deit_tiny_patch16_224", img_size=32,
+                      backbone_kwargs=TINY, pretrained=True)
 
 
 @pytest.mark.parametrize("layout", ["state_dict.pth", "model_key.pth", "model.safetensors"])

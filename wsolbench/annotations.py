@@ -9,8 +9,6 @@ neither torch nor torchvision, so that scoring saved maps starts fast; wsolbench
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +17,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from wsolbench.atomic import atomic_write_text
 from wsolbench.errors import WsolbenchError
 
 SPLITS = ("train", "val", "test")
@@ -256,38 +255,6 @@ def _read_masks(path: Path, lines: list[tuple[int, str]], check_known: Any) -> d
             )
         instances[image_id].append(mask_path)
     return {i: MaskEntry(tuple(paths), ignores[i]) for i, paths in instances.items()}
-
-
-def current_umask() -> int:
-    """The process umask: from /proc on Linux, else by setting it and straight back (not thread-safe)."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("Umask:"):
-                return int(line.split()[1], 8)
-    except OSError:
-        pass
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-def atomic_write_text(path: str | Path, text: str) -> None:
-    """Write `text` to `path` through a temp file in the same folder and a rename.
-
-    The file gets the mode a plain `open(path, "w")` would give it (0666 less the umask, so 0644
-    under umask 022), not the 0600 of the temp file.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, 0o666 & ~current_umask())
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def write_metadata(split_dir: str | Path, metadata: Metadata) -> None:

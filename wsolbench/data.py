@@ -32,8 +32,6 @@ from wsolbench.annotations import (  # noqa: F401 (re-exported: the dataset laye
     MaskEntry,
     Metadata,
     MetadataError,
-    atomic_write_text,
-    current_umask,
     describe_image_error,
     load_image,
     mask_label_map,
@@ -41,6 +39,7 @@ from wsolbench.annotations import (  # noqa: F401 (re-exported: the dataset laye
     read_metadata,
     write_metadata,
 )
+from wsolbench.atomic import atomic_write_text
 from wsolbench.config import ConfigError
 from wsolbench.errors import MissingFileError
 

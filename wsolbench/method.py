@@ -251,7 +251,11 @@ class WSOLMethod(nn.Module):
 
 
 def unwrap_state_dict(obj: Any, path: Path | str = "<checkpoint>") -> tuple[dict[str, Tensor], dict]:
-    """The tensor dict inside a checkpoint (`model` / `state_dict` wrappers, `module.` stripped)."""
+    """The tensor dict inside a checkpoint (`model` / `state_dict` wrappers, `module.` / `_orig_mod.` stripped).
+
+    Not `timm.models.load_state_dict`: it drops the checkpoint's other top-level entries (epoch,
+    best_thr), which `load_checkpoint` returns, and prefers EMA weights over the trained ones.
+    """
     extras: dict[str, Any] = {}
     if isinstance(obj, Mapping):
         for wrapper in ("model", "state_dict"):
@@ -263,10 +267,9 @@ def unwrap_state_dict(obj: Any, path: Path | str = "<checkpoint>") -> tuple[dict
         raise CheckpointError(
             f"{path}: expected a state dict of tensors (optionally under 'model' or 'state_dict')"
         )
-    prefix = "module."
-    if obj and all(k.startswith(prefix) for k in obj):
-        obj = {k[len(prefix):]: v for k, v in obj.items()}
-    return dict(obj), extras
+    from timm.models import clean_state_dict  # strips DDP `module.` and torch.compile `_orig_mod.` prefixes
+
+    return clean_state_dict(dict(obj)), extras
 
 
 def read_state_dict(path: str | Path) -> tuple[dict[str, Tensor], dict[str, Any]]:

@@ -22,7 +22,6 @@ both; only a dead process's lock on the same host is taken over).
 from __future__ import annotations
 
 import errno
-import fcntl
 import json
 import os
 import socket
@@ -33,8 +32,9 @@ from typing import Any
 
 import pandas as pd
 import torch
+from filelock import FileLock, Timeout
 
-from wsolbench.data import atomic_write_text
+from wsolbench.atomic import atomic_write, atomic_write_text
 from wsolbench.errors import WsolbenchError
 
 RUN_KEYS = ("experiment", "dataset", "method", "backbone", "protocol", "seed", "trainable_params")
@@ -61,7 +61,7 @@ class RunDir:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self._lock_fd: int | None = None
+        self._lock: FileLock | None = None
 
     # -- locking
     def __enter__(self) -> RunDir:
@@ -74,36 +74,48 @@ class RunDir:
     def acquire(self) -> None:
         """Take the lock file `.lock` (it holds "<host> <pid>"), or raise RunLockedError naming the holder.
 
-        A lock left by a dead process of this host is taken over; a lock from another host is never
-        taken over (its pid cannot be checked from here), so the error says how to remove it.
+        Exclusion is an OS file lock (filelock), released by the kernel when its process dies. The
+        host+pid record decides what an unlocked file means: left by a dead process of this host, it is
+        taken over; from another host, it is never taken over (its pid cannot be checked from here, and
+        a network file system may not share OS locks across hosts), so the error says how to remove it.
         """
         self.path.mkdir(parents=True, exist_ok=True)
-        lock = self.path / self.LOCK
+        lock = FileLock(self.path / self.LOCK, timeout=0, fallback_to_soft=False, on_acquired=self._claim)
         try:
-            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
-        except FileExistsError:
-            host, pid = _lock_holder(lock)
-            if host == socket.gethostname() and pid is not None and not _pid_alive(pid):
-                _remove_stale_lock(lock, (host, pid))
-                return self.acquire()
-            if host == socket.gethostname():
-                raise RunLockedError(
-                    f"run directory {self.path} is in use by process {pid} on this host ({host}); "
-                    f"wait for it to finish (lock file {lock})"
-                ) from None
-            holder = f"process {pid} on host {host}" if pid is not None else "a process its lock file does not name"
-            raise RunLockedError(
-                f"run directory {self.path} is in use by {holder} (lock file {lock}); "
-                f"wait for it to finish, or if that process is gone, remove the lock: rm {lock}"
-            ) from None
-        os.write(fd, f"{socket.gethostname()} {os.getpid()}\n".encode())
-        self._lock_fd = fd
+            lock.acquire()
+        except Timeout:
+            raise self._locked_error(*_lock_holder(lock.lock_file)) from None
+        self._lock = lock
+
+    def _claim(self, fd: int) -> None:
+        """Under the OS lock: refuse a record of another host, of a live process or unreadable; else write ours."""
+        text = os.pread(fd, 256, 0).decode(errors="replace")
+        host, pid = _parse_record(text)
+        mine = socket.gethostname()
+        if text.strip() and (host != mine or (pid != os.getpid() and _pid_alive(pid))):
+            raise self._locked_error(host, pid)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{mine} {os.getpid()}\n".encode(), 0)
+
+    def _locked_error(self, host: str, pid: int | None) -> RunLockedError:
+        lock = self.path / self.LOCK
+        if host == socket.gethostname():
+            return RunLockedError(
+                f"run directory {self.path} is in use by process {pid} on this host ({host}); "
+                f"wait for it to finish (lock file {lock})"
+            )
+        holder = f"process {pid} on host {host}" if pid is not None else "a process its lock file does not name"
+        return RunLockedError(
+            f"run directory {self.path} is in use by {holder} (lock file {lock}); "
+            f"wait for it to finish, or if that process is gone, remove the lock: rm {lock}"
+        )
 
     def release(self) -> None:
-        if self._lock_fd is not None:
-            os.close(self._lock_fd)
-            self._lock_fd = None
+        """Remove `.lock` and drop the OS lock (a waiting process then finds no file or a fresh one)."""
+        if self._lock is not None:
             (self.path / self.LOCK).unlink(missing_ok=True)
+            self._lock.release()
+            self._lock = None
 
     # -- files
     @property
@@ -125,49 +137,35 @@ class RunDir:
             handle.write(json.dumps(record) + "\n")
 
     def save_checkpoint(self, name: str, state: dict[str, Any]) -> Path:
-        """torch.save to checkpoints/<name> through a temp file and a rename."""
-        self.checkpoints.mkdir(parents=True, exist_ok=True)
-        target = self.checkpoints / name
-        tmp = target.with_name(f".{target.name}.tmp")
-        try:
-            torch.save(state, tmp)
-            os.replace(tmp, target)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-        return target
+        """torch.save to checkpoints/<name> through `atomic_write`."""
+        return atomic_write(self.checkpoints / name, lambda handle: torch.save(state, handle))
 
 
-def _lock_holder(lock: Path) -> tuple[str, int | None]:
+def _lock_holder(lock: str | Path) -> tuple[str, int | None]:
     """(host, pid) written in a lock file; an unreadable one is reported as host '?'.
 
-    A lock file is created empty and written straight after, so an empty one is re-read for up to 1 s.
+    The holder writes its record straight after taking the OS lock, so an empty file is re-read for up to 1 s.
     """
+    text = ""
     for _ in range(10):
         try:
-            parts = lock.read_text().split()
+            text = Path(lock).read_text()
         except FileNotFoundError:
             return "?", None
         except OSError:
             break
-        if parts:
+        if text.strip():
             break
         time.sleep(0.1)
+    return _parse_record(text)
+
+
+def _parse_record(text: str) -> tuple[str, int | None]:
+    """("<host>", pid) from a "<host> <pid>" record; ("?", None) for anything else (an empty file too)."""
+    parts = text.split()
     if len(parts) == 2 and parts[1].isdigit():
         return parts[0], int(parts[1])
     return "?", None
-
-
-def _remove_stale_lock(lock: Path, stale: tuple[str, int]) -> None:
-    """Unlink `lock` if it still names `stale`, under an exclusive flock of its folder, so that of two
-    processes taking over the same stale lock, the second cannot remove the lock the first just made."""
-    folder = os.open(lock.parent, os.O_RDONLY)
-    try:
-        fcntl.flock(folder, fcntl.LOCK_EX)
-        if _lock_holder(lock) == stale:
-            lock.unlink(missing_ok=True)
-    finally:
-        os.close(folder)  # releases the flock
 
 
 def _pid_alive(pid: int) -> bool:

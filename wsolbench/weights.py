@@ -118,10 +118,10 @@ def _unreachable(url: str) -> str | None:
         return f"{host} cannot be reached ({error})"
 
 
-def _not_available(method: str, weights: PublishedWeights, reason: str) -> WeightsError:
+def _not_available(user: str, weights: PublishedWeights, reason: str) -> WeightsError:
     suggested = weights.release_file or weights.filename
     return WeightsError(
-        f"{method}: pretrained weights not available: {weights.describe()} is not in the local "
+        f"{user}: pretrained weights not available: {weights.describe()} is not in the local "
         f"cache ({weights.cache_location()}) and {reason}. Download the file elsewhere and pass it with "
         f"--set method.pretrained=/path/to/{suggested}"
         + (f" (or /path/to/{weights.filename})" if suggested != weights.filename else "")
@@ -173,13 +173,24 @@ def fetch_pretrained(method: str, backbone: str | None, pretrained: bool | str) 
         return pretrained
     weights = method_weights(method, backbone)
     assert weights is not None  # check_pretrained raised otherwise
+    return published_file(weights, method)
+
+
+def published_file(weights: PublishedWeights, user: str) -> str:
+    """The local file of `weights`, downloaded into the hub cache when not there yet.
+
+    Raises WeightsError within seconds (its message starts with `user`, the method or backbone asking)
+    when the file is not cached and HF_HUB_OFFLINE is set, the host cannot be reached or the download fails.
+    """
     cached = weights.cached()
     if cached is not None:
         return str(cached)
+    if offline():
+        raise _not_available(user, weights, "HF_HUB_OFFLINE is set")
     reason = _unreachable(weights.url)
     if reason is not None:
-        raise _not_available(method, weights, reason)
+        raise _not_available(user, weights, reason)
     try:
         return str(_download(weights))
     except Exception as error:  # noqa: BLE001 - any download failure becomes the same actionable message
-        raise _not_available(method, weights, f"the download failed ({error})") from error
+        raise _not_available(user, weights, f"the download failed ({error})") from error

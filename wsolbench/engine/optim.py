@@ -48,6 +48,9 @@ class LRSchedule:
     - step: lr · lr_decay_factor^k in 1-based epoch e, k = how many of the epochs 1..e are divisible
       by lr_decay_every (or by any of its values, when it is a list): the decay happens at the start of
       those epochs, at most once per epoch (e // lr_decay_every for one interval).
+
+    timm's schedulers are not used: their step rule decays one epoch later, their warmup ramps from
+    another start, and their cosine rounds differently in the last bit (tests/test_optim_timm.py).
     """
 
     def __init__(self, config: TrainConfig, steps_per_epoch: int) -> None:

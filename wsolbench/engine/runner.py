@@ -13,7 +13,6 @@ from __future__ import annotations
 import copy
 import difflib
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -22,12 +21,12 @@ import pandas as pd
 import torch
 import yaml
 
+from wsolbench.atomic import atomic_write, atomic_write_text
 from wsolbench.config import ConfigError, ExperimentConfig, Override, dump, resolve, to_dict
 from wsolbench.data import (
     Metadata,
     PreparedDataset,
     WSOLDataset,
-    atomic_write_text,
     open_dataset,
     per_class_subset,
     train_transform,
@@ -411,10 +410,7 @@ def evaluate_into(
     run.write_text("curves.csv", pd.concat(curves, ignore_index=True).to_csv(index=False))
     tau = chosen.thresholds.get("maxboxacc", next(iter(chosen.thresholds.values()), 0.5))
     samples = qualitative_samples(model, prepared, test_meta, config, info.device, float(tau))
-    tmp = run.path / ".samples.npz.tmp"
-    with open(tmp, "wb") as handle:
-        np.savez_compressed(handle, **samples)
-    os.replace(tmp, run.path / "samples.npz")
+    atomic_write(run.path / "samples.npz", lambda handle: np.savez_compressed(handle, **samples))
     if per_image is not None:
         save_per_image(per_image, run.path / "per_image.npz")
     run.write_json("metrics.json", metrics)  # last: its presence marks a finished run

@@ -14,12 +14,13 @@ The format is described for users in docs/per_image.md.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
+from wsolbench.atomic import atomic_write
 from wsolbench.errors import WsolbenchError
 
 FORMAT_VERSION = 1
@@ -138,29 +139,24 @@ def top5_classes(logits: np.ndarray) -> np.ndarray:
 
 def save(per_image: PerImage, path: str | Path) -> Path:
     """Write `per_image.npz` (compressed) atomically: a temp file in the same folder, then a rename."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        with open(tmp, "wb") as handle:
-            np.savez_compressed(
-                handle,
-                format_version=np.int64(FORMAT_VERSION),
-                image_ids=per_image.image_ids.astype(str),
-                labels=per_image.labels.astype(np.int32),
-                top5=per_image.top5.astype(np.int32),
-                thresholds=per_image.thresholds.astype(np.float64),
-                iou_v1=per_image.iou_v1.astype(np.uint16),
-                iou_v2=per_image.iou_v2.astype(np.uint16),
-                iou_thresholds=np.asarray(per_image.iou_thresholds, np.int64),
-                protocol=np.str_(per_image.protocol),
-                strict_topk=np.bool_(per_image.strict_topk),
-                selection=np.str_(per_image.selection),
-            )
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
+
+    def write(handle: BinaryIO) -> None:
+        np.savez_compressed(
+            handle,
+            format_version=np.int64(FORMAT_VERSION),
+            image_ids=per_image.image_ids.astype(str),
+            labels=per_image.labels.astype(np.int32),
+            top5=per_image.top5.astype(np.int32),
+            thresholds=per_image.thresholds.astype(np.float64),
+            iou_v1=per_image.iou_v1.astype(np.uint16),
+            iou_v2=per_image.iou_v2.astype(np.uint16),
+            iou_thresholds=np.asarray(per_image.iou_thresholds, np.int64),
+            protocol=np.str_(per_image.protocol),
+            strict_topk=np.bool_(per_image.strict_topk),
+            selection=np.str_(per_image.selection),
+        )
+
+    return atomic_write(path, write)
 
 
 def load(path: str | Path) -> PerImage:

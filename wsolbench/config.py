@@ -412,7 +412,7 @@ def resolve(
     """Layer everything into one validated ExperimentConfig (see the module docstring).
 
     `base` is a mapping applied after the method and dataset YAML layers and before the user
-    layers (the embedded `run` defaults use it: a tiny recipe that replaces the cards' recipes);
+    layers (the embedded `run` defaults use it: a tiny recipe that replaces the official recipes);
     `method` / `dataset` override what the user layers name.
     """
     user = copy.deepcopy(user or {})

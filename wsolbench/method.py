@@ -5,7 +5,7 @@ A method is an `nn.Module` with four jobs:
 - `forward(images) -> MethodOutput`: `.logits` (B, C) always, plus whatever its losses need;
 - `loss(output, labels) -> dict`: named scalar terms, `"loss"` being the total that is optimized;
 - `localize(images, class_ids=None) -> Localization`: logits and the raw localization maps on the
-  feature grid, exactly as the method's card defines them (no upsampling, no normalization);
+  feature grid, exactly as the method's paper and official code define them (no upsampling, no normalization);
 - `param_groups(protocol)`: which parameters train under `full` / `parameter_efficient`, with lr
   scales and weight-decay flags.
 

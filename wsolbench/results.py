@@ -1,6 +1,6 @@
 """Run directories and the results table that reports read.
 
-Layout (DESIGN.md): `<output_dir>/<experiment>/<dataset>/<method>-<protocol>-seed<k>/` holding
+Layout: `<output_dir>/<experiment>/<dataset>/<method>-<protocol>-seed<k>/` holding
 `config.yaml`, `log.jsonl`, `checkpoints/{last,best}.pt`, `metrics.json`, `curves.csv`, and on box
 datasets `per_image.npz` (wsolbench.metrics.per_image).
 

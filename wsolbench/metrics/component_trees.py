@@ -58,6 +58,37 @@ def _padded(flat: int, width: int) -> int:
 
 
 @njit(cache=True)
+def uint8_pixel_order(values: np.ndarray, cuts: np.ndarray):
+    """Pixels of a uint8 (H, W) map by increasing value, ties in raster order (a counting sort).
+
+    Returns (order, xs, ys, at_most): order (H*W,) int32 indices into the grid padded by one pixel
+    on every side, xs/ys their column and row, at_most (U,) the number of pixels with value <= cuts[u].
+    """
+    height, width = values.shape
+    row = width + 2
+    starts = np.zeros(257, np.int64)
+    for y in range(height):
+        for x in range(width):
+            starts[values[y, x] + 1] += 1
+    for v in range(256):
+        starts[v + 1] += starts[v]
+    at_most = np.empty(len(cuts), np.int64)
+    for u in range(len(cuts)):
+        at_most[u] = starts[min(max(cuts[u] + 1, 0), 256)]
+    order = np.empty(height * width, np.int32)
+    xs = np.empty(height * width, np.int32)
+    ys = np.empty(height * width, np.int32)
+    for y in range(height):
+        for x in range(width):
+            k = starts[values[y, x]]
+            starts[values[y, x]] = k + 1
+            order[k] = (y + 1) * row + x + 1
+            xs[k] = x
+            ys[k] = y
+    return order, xs, ys, at_most
+
+
+@njit(cache=True)
 def _best_iou(x0: int, y0: int, x1: int, y1: int, gt: np.ndarray) -> float:
     """Largest inclusive "+1" IoU of one box with the GT boxes; the arithmetic of metrics.boxes.box_iou."""
     top = 0.0
@@ -74,11 +105,13 @@ def _best_iou(x0: int, y0: int, x1: int, y1: int, gt: np.ndarray) -> float:
 
 @njit(cache=True)
 def hole_components(
-    order: np.ndarray, counts: np.ndarray, height: int, width: int, gt: np.ndarray, limit: np.ndarray, keep: bool
+    order: np.ndarray, xs: np.ndarray, ys: np.ndarray, counts: np.ndarray, height: int, width: int,
+    gt: np.ndarray, limit: np.ndarray, keep: bool,
 ):
     """Hole contours at every level u: 4-connected components, off the image border, of the first counts[u] pixels.
 
-    order: flat pixel indices by increasing value; counts: (U,) non-decreasing in u. A hole's box is
+    order, xs, ys: padded pixel indices by increasing value and their columns and rows (as
+    uint8_pixel_order gives them); counts: (U,) non-decreasing in u. A hole's box is
     its contour's (x, y, x + w, y + h): the component's box grown by one pixel, x + w and y + h
     capped at limit (2,). Returns (iou (U,): the best IoU of a hole box with `gt` at each level, -1
     without holes; boxes (M, 4) (empty unless keep) and records (M', 3) int64 HOLE_CELLS2, ANCHOR
@@ -110,10 +143,8 @@ def hole_components(
     added = 0
     for u in range(levels):
         while added < counts[u]:
-            flat = order[added]
+            p, x, y = order[added], xs[added], ys[added]
             added += 1
-            y, x = flat // width, flat % width
-            p = (y + 1) * row + x + 1
             parent[p] = p
             link[p] = p
             stats[p, 0] = x
@@ -121,7 +152,7 @@ def hole_components(
             stats[p, 2] = x
             stats[p, 3] = y
             stats[p, 4] = 0
-            stats[p, 5] = flat
+            stats[p, 5] = y * width + x
             stats[p, 6] = 1
             border[p] = x == 0 or y == 0 or x == width - 1 or y == height - 1
             active[alive] = p
@@ -224,18 +255,31 @@ def _largest_contour(
         slot[roots[k]] = -1
     for h in range(nh):
         slot[holes[h, ROOT]] = -1
-    depth = np.zeros(nb + nh, np.int64)
-    deepest = 0
-    for i in range(nb + nh):
-        j = up[i]
-        while j >= 0:
-            depth[i] += 1
+    n = nb + nh
+    depth = np.full(n, -1, np.int64)
+    path = np.empty(n, np.int64)
+    for i in range(n):  # each depth once: walk up to a known one, then set the path's on the way back
+        j, m = i, 0
+        while j >= 0 and depth[j] < 0:
+            path[m] = j
+            m += 1
             j = up[j]
-        deepest = max(deepest, depth[i])
-    for d in range(deepest, 0, -1):  # sums flow up the nesting, deepest first
-        for i in range(nb + nh):
-            if depth[i] == d:
-                total[up[i]] += total[i]
+        d = depth[j] if j >= 0 else -1
+        while m > 0:
+            m -= 1
+            d += 1
+            depth[path[m]] = d
+    starts = np.zeros(n + 2, np.int64)  # rows by decreasing depth (a counting sort): sums flow up the nesting
+    for i in range(n):
+        starts[n - depth[i] + 1] += 1
+    for d in range(n + 1):
+        starts[d + 1] += starts[d]
+    for i in range(n):
+        path[starts[n - depth[i]]] = i
+        starts[n - depth[i]] += 1
+    for i in path:
+        if up[i] >= 0:
+            total[up[i]] += total[i]
     best = 0
     for k in range(1, nb):
         if total[k] > total[best] or (total[k] == total[best] and blobs[k, FIRST] > blobs[best, FIRST]):
@@ -247,14 +291,75 @@ def _largest_contour(
 
 
 @njit(cache=True)
+def _push(keys: np.ndarray, ids: np.ndarray, n: int, key: float, ident: int) -> int:
+    """Push (key, ident) on the max-heap keys[:n], ids[:n]; returns the new size."""
+    k = n
+    while k > 0:
+        up = (k - 1) // 2
+        if keys[up] >= key:
+            break
+        keys[k], ids[k] = keys[up], ids[up]
+        k = up
+    keys[k], ids[k] = key, ident
+    return n + 1
+
+
+@njit(cache=True)
+def _pop(keys: np.ndarray, ids: np.ndarray, n: int) -> int:
+    """Drop the top of the max-heap keys[:n], ids[:n]; returns the new size."""
+    n -= 1
+    key, ident = keys[n], ids[n]
+    k = 0
+    while True:
+        child = 2 * k + 1
+        if child >= n:
+            break
+        if child + 1 < n and keys[child + 1] > keys[child]:
+            child += 1
+        if keys[child] <= key:
+            break
+        keys[k], ids[k] = keys[child], ids[child]
+        k = child
+    if n > 0:
+        keys[k], ids[k] = key, ident
+    return n
+
+
+@njit(cache=True)
+def _blob_key(stats: np.ndarray, r: int, kind: int, pixels: int) -> float:
+    """The heap keys of a blob: 0, V1's order (CELLS2, then later FIRST); 1, SAT's (SIZE, then earlier
+    FIRST); 2, an upper bound on twice its contourArea (twice the area of its box through pixel centres)."""
+    if kind == 0:
+        return float(stats[r, CELLS2]) * pixels + stats[r, FIRST]
+    if kind == 1:
+        return float(stats[r, SIZE]) * pixels + (pixels - 1 - stats[r, FIRST])
+    return 2.0 * (stats[r, X1] - stats[r, X0]) * (stats[r, Y1] - stats[r, Y0])
+
+
+@njit(cache=True)
+def _clean(keys: np.ndarray, ids: np.ndarray, n: int, parent: np.ndarray, stats: np.ndarray, kind: int,
+           pixels: int, cached: np.ndarray) -> int:
+    """Pop stale tops (a merged-away blob, or a key that has changed since) until the top is current.
+
+    kind: as for _blob_key, or 3 for the IoU heap, whose current keys are in `cached`."""
+    while n > 0:
+        r = ids[0]
+        if parent[r] == r and keys[0] == (cached[r] if kind == 3 else _blob_key(stats, r, kind, pixels)):
+            break
+        n = _pop(keys, ids, n)
+    return n
+
+
+@njit(cache=True)
 def foreground_components(
-    order: np.ndarray, counts: np.ndarray, height: int, width: int, largest_only: bool,
+    order: np.ndarray, xs: np.ndarray, ys: np.ndarray, counts: np.ndarray, height: int, width: int, largest_only: bool,
     gt: np.ndarray, limit: np.ndarray, keep: bool,
     holes: np.ndarray, hole_lo: np.ndarray, hole_hi: np.ndarray, link: np.ndarray, link_level: np.ndarray,
 ):
-    """Outer contours at every level u: 8-connected components of the first counts[u] pixels of `order`.
+    """Outer contours at every level u: 8-connected components of the last counts[u] pixels of `order`.
 
-    order: flat pixel indices by decreasing value; counts: (U,) non-increasing in u; the hole
+    order, xs, ys: as for hole_components, by increasing value (read from the end); counts: (U,)
+    non-increasing in u; the hole
     arguments are hole_components' output for the same levels (empty when largest_only). A blob's
     box is (x, y, x + w, y + h) of its boundingRect, capped at limit (2,). With largest_only, a level
     has one box, its component with the most pixels (ties to the first in raster order).
@@ -281,21 +386,31 @@ def foreground_components(
     boxes = np.empty((64 if keep else 0, 4), np.int64)
     level_blobs = np.empty((height * width, 7), np.int64)
     roots = np.empty(height * width, np.int32)
+    # the level's answers come from max-heaps with lazy deletion, not from listing every blob: each
+    # blob changed at a level pushes its current keys once; entries of merged or changed blobs are
+    # dropped when they reach the top
+    pixels = height * width
+    touched = np.empty(pixels, np.int32)
+    n_touched = 0
+    iou_keys, iou_ids = np.empty(0 if largest_only else pixels), np.empty(0 if largest_only else pixels, np.int32)
+    best_keys, best_ids = np.empty(pixels), np.empty(pixels, np.int32)
+    bound_keys, bound_ids = np.empty(0 if largest_only else pixels), np.empty(0 if largest_only else pixels, np.int32)
+    n_iou = n_best = n_bound = 0
+    best_kind = 1 if largest_only else 0
     kept = 0
     added = 0
     for u in range(levels - 1, -1, -1):
         while added < counts[u]:
-            flat = order[added]
             added += 1
-            y, x = flat // width, flat % width
-            p = (y + 1) * row + x + 1
+            k = len(order) - added
+            p, x, y = order[k], xs[k], ys[k]
             parent[p] = p
             stats[p, X0] = x
             stats[p, X1] = x
             stats[p, Y0] = y
             stats[p, Y1] = y
             stats[p, CELLS2] = 0
-            stats[p, FIRST] = flat
+            stats[p, FIRST] = y * width + x
             stats[p, SIZE] = 1
             active[alive] = p
             where[p] = alive
@@ -327,57 +442,59 @@ def foreground_components(
             nw, ne = parent[p - row - 1] >= 0, parent[p - row + 1] >= 0
             sw, se = parent[p + row - 1] >= 0, parent[p + row + 1] >= 0
             stats[root, CELLS2] += (n + w + nw >= 2) + (n + e + ne >= 2) + (s + w + sw >= 2) + (s + e + se >= 2)
-            stale[root] = True
+            if not stale[root]:
+                stale[root] = True
+                touched[n_touched] = root
+                n_touched += 1
         box_lo[u] = kept
         if alive == 0:
             box_hi[u] = kept
             continue
+        for k in range(n_touched):
+            r = touched[k]
+            stale[r] = False
+            if parent[r] != r:  # merged into another blob later in the level
+                continue
+            cached[r] = _best_iou(stats[r, X0], stats[r, Y0], min(stats[r, X1] + 1, limit[0]),
+                                  min(stats[r, Y1] + 1, limit[1]), gt)
+            n_best = _push(best_keys, best_ids, n_best, _blob_key(stats, r, best_kind, pixels), r)
+            if not largest_only:
+                n_iou = _push(iou_keys, iou_ids, n_iou, cached[r], r)
+                n_bound = _push(bound_keys, bound_ids, n_bound, _blob_key(stats, r, 2, pixels), r)
+        n_touched = 0
+        n_best = _clean(best_keys, best_ids, n_best, parent, stats, best_kind, pixels, cached)
+        best = best_ids[0]  # V1: the largest CELLS2, last in raster order on ties, when the level has no hole
         if largest_only:
-            best = active[0]
-            for k in range(1, alive):
-                r = active[k]
-                if stats[r, SIZE] > stats[best, SIZE] or (
-                    stats[r, SIZE] == stats[best, SIZE] and stats[r, FIRST] < stats[best, FIRST]
-                ):
-                    best = r
-            roots[0] = best
             count = 1
+            iou[u] = cached[best]
         else:
-            best = active[0]  # the largest CELLS2, last in raster order on ties: V1 when the level has no hole
-            for k in range(alive):
-                r = active[k]
-                roots[k] = r
-                if stats[r, CELLS2] > stats[best, CELLS2] or (
-                    stats[r, CELLS2] == stats[best, CELLS2] and stats[r, FIRST] > stats[best, FIRST]
-                ):
-                    best = r
             count = alive
+            n_iou = _clean(iou_keys, iou_ids, n_iou, parent, stats, 3, pixels, cached)
+            iou[u] = iou_keys[0]
         if keep:
             boxes = _grow(boxes, kept, count)
-        for k in range(count):
-            r = roots[k]
-            x0, y0 = stats[r, X0], stats[r, Y0]
-            x1, y1 = min(stats[r, X1] + 1, limit[0]), min(stats[r, Y1] + 1, limit[1])
-            if stale[r]:  # a component's IoU changes only with its box
-                cached[r] = _best_iou(x0, y0, x1, y1, gt)
-                stale[r] = False
-            iou[u] = max(iou[u], cached[r])
-            if keep:
-                boxes[kept, 0], boxes[kept, 1], boxes[kept, 2], boxes[kept, 3] = x0, y0, x1, y1
+            for k in range(count):
+                r = best if largest_only else active[k]
+                boxes[kept, 0], boxes[kept, 1] = stats[r, X0], stats[r, Y0]
+                boxes[kept, 2], boxes[kept, 3] = min(stats[r, X1] + 1, limit[0]), min(stats[r, Y1] + 1, limit[1])
                 kept += 1
         box_hi[u] = kept
         undecided = False
         if count > 1 and hole_hi[u] > hole_lo[u]:
-            # an area lies between CELLS2 and twice its box's (pixel centres): often that decides
-            for k in range(count):
-                r = roots[k]
-                if r != best and 2 * (stats[r, X1] - stats[r, X0]) * (stats[r, Y1] - stats[r, Y0]) >= stats[
-                    best, CELLS2
-                ]:
-                    undecided = True
-                    break
+            # an area lies between CELLS2 and twice its box's (pixel centres): often that decides;
+            # the largest bound of a blob other than the best one decides for all of them
+            n_bound = _clean(bound_keys, bound_ids, n_bound, parent, stats, 2, pixels, cached)
+            if bound_ids[0] != best:
+                undecided = bound_keys[0] >= stats[best, CELLS2]
+            else:
+                top_key, top_id = bound_keys[0], bound_ids[0]
+                n_bound = _clean(bound_keys, bound_ids, _pop(bound_keys, bound_ids, n_bound), parent, stats, 2,
+                                 pixels, cached)
+                undecided = n_bound > 0 and bound_keys[0] >= stats[best, CELLS2]
+                n_bound = _push(bound_keys, bound_ids, n_bound, top_key, top_id)
         if undecided:
             for k in range(count):
+                roots[k] = active[k]
                 level_blobs[k] = stats[roots[k]]
             chosen = _largest_contour(
                 level_blobs[:count], roots[:count], holes[hole_lo[u] : hole_hi[u]], parent, slot,
@@ -397,10 +514,9 @@ def foreground_components(
 def load_kernels() -> None:
     """Compile the kernels (or load them from numba's cache) now, e.g. once before forking workers."""
     values = np.arange(9, dtype=np.uint8).reshape(3, 3)
-    order = np.argsort(values.ravel(), kind="stable")
-    counts = np.array([4], np.int64)
+    order, xs, ys, counts = uint8_pixel_order(values, np.array([3], np.int64))
     gt, limit = np.zeros((1, 4), np.int64), np.array([2, 2], np.int64)
     for keep in (False, True):
-        holes = hole_components(order, counts, 3, 3, gt, limit, keep)
+        holes = hole_components(order, xs, ys, counts, 3, 3, gt, limit, keep)
         for largest_only in (False, True):
-            foreground_components(order[::-1].copy(), 9 - counts, 3, 3, largest_only, gt, limit, keep, *holes[4:])
+            foreground_components(order, xs, ys, 9 - counts, 3, 3, largest_only, gt, limit, keep, *holes[4:])

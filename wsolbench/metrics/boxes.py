@@ -132,7 +132,7 @@ def _sweep(
     if pixels:
         none = np.zeros(levels, np.int64)
         hole_iou, hole_boxes, hole_lo, hole_hi = np.full(levels, -1.0), np.zeros((0, 4), np.int64), none, none
-        holes, lo, hi, link, link_level = np.zeros((0, 3), np.int64), none, none, *[np.zeros(0, np.int32)] * 2
+        holes, lo, hi, link, link_level = np.zeros((0, 3), np.int32), none, none, *[np.zeros(0, np.int32)] * 2
     else:
         hole_iou, hole_boxes, hole_lo, hole_hi, holes, lo, hi, link, link_level = hole_components(
             order, xs, ys, at_most, height, width, gt, limit, keep_boxes

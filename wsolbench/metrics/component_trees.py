@@ -114,7 +114,7 @@ def hole_components(
     uint8_pixel_order gives them); counts: (U,) non-decreasing in u. A hole's box is
     its contour's (x, y, x + w, y + h): the component's box grown by one pixel, x + w and y + h
     capped at limit (2,). Returns (iou (U,): the best IoU of a hole box with `gt` at each level, -1
-    without holes; boxes (M, 4) (empty unless keep) and records (M', 3) int64 HOLE_CELLS2, ANCHOR
+    without holes; boxes (M, 4) (empty unless keep) and records (M', 3) int32 HOLE_CELLS2, ANCHOR
     (flat index of the pixel left of the hole's first pixel), ROOT (component id), with box_lo,
     box_hi, lo, hi (U,): level u owns boxes[box_lo[u]:box_hi[u]] and records[lo[u]:hi[u]]; link,
     link_level: the merge forest, for _background_root).
@@ -136,7 +136,9 @@ def hole_components(
     iou = np.full(levels, -1.0)
     lo, hi = np.zeros(levels, np.int64), np.zeros(levels, np.int64)
     box_lo, box_hi = np.zeros(levels, np.int64), np.zeros(levels, np.int64)
-    records = np.empty((max(64, 4 * levels), 3), np.int64)
+    # int32 (half the memory traffic of int64), room for 4 holes per pixel before the first regrowth: per-pixel
+    # noise lists about 14 per pixel over 255 levels, and regrowing from a small start costs more than the pass
+    records = np.empty((max(64, 4 * height * width), 3), np.int32)
     boxes = np.empty((64 if keep else 0, 4), np.int64)
     used = 0
     kept = 0
@@ -255,31 +257,18 @@ def _largest_contour(
         slot[roots[k]] = -1
     for h in range(nh):
         slot[holes[h, ROOT]] = -1
-    n = nb + nh
-    depth = np.full(n, -1, np.int64)
-    path = np.empty(n, np.int64)
-    for i in range(n):  # each depth once: walk up to a known one, then set the path's on the way back
-        j, m = i, 0
-        while j >= 0 and depth[j] < 0:
-            path[m] = j
-            m += 1
+    depth = np.zeros(nb + nh, np.int64)
+    deepest = 0
+    for i in range(nb + nh):
+        j = up[i]
+        while j >= 0:
+            depth[i] += 1
             j = up[j]
-        d = depth[j] if j >= 0 else -1
-        while m > 0:
-            m -= 1
-            d += 1
-            depth[path[m]] = d
-    starts = np.zeros(n + 2, np.int64)  # rows by decreasing depth (a counting sort): sums flow up the nesting
-    for i in range(n):
-        starts[n - depth[i] + 1] += 1
-    for d in range(n + 1):
-        starts[d + 1] += starts[d]
-    for i in range(n):
-        path[starts[n - depth[i]]] = i
-        starts[n - depth[i]] += 1
-    for i in path:
-        if up[i] >= 0:
-            total[up[i]] += total[i]
+        deepest = max(deepest, depth[i])
+    for d in range(deepest, 0, -1):  # sums flow up the nesting, deepest first
+        for i in range(nb + nh):
+            if depth[i] == d:
+                total[up[i]] += total[i]
     best = 0
     for k in range(1, nb):
         if total[k] > total[best] or (total[k] == total[best] and blobs[k, FIRST] > blobs[best, FIRST]):
@@ -288,66 +277,6 @@ def _largest_contour(
         if total[k] == total[best] and (up[k] >= 0 or up[best] >= 0) and k != best:
             return UNDECIDED
     return best
-
-
-@njit(cache=True)
-def _push(keys: np.ndarray, ids: np.ndarray, n: int, key: float, ident: int) -> int:
-    """Push (key, ident) on the max-heap keys[:n], ids[:n]; returns the new size."""
-    k = n
-    while k > 0:
-        up = (k - 1) // 2
-        if keys[up] >= key:
-            break
-        keys[k], ids[k] = keys[up], ids[up]
-        k = up
-    keys[k], ids[k] = key, ident
-    return n + 1
-
-
-@njit(cache=True)
-def _pop(keys: np.ndarray, ids: np.ndarray, n: int) -> int:
-    """Drop the top of the max-heap keys[:n], ids[:n]; returns the new size."""
-    n -= 1
-    key, ident = keys[n], ids[n]
-    k = 0
-    while True:
-        child = 2 * k + 1
-        if child >= n:
-            break
-        if child + 1 < n and keys[child + 1] > keys[child]:
-            child += 1
-        if keys[child] <= key:
-            break
-        keys[k], ids[k] = keys[child], ids[child]
-        k = child
-    if n > 0:
-        keys[k], ids[k] = key, ident
-    return n
-
-
-@njit(cache=True)
-def _blob_key(stats: np.ndarray, r: int, kind: int, pixels: int) -> float:
-    """The heap keys of a blob: 0, V1's order (CELLS2, then later FIRST); 1, SAT's (SIZE, then earlier
-    FIRST); 2, an upper bound on twice its contourArea (twice the area of its box through pixel centres)."""
-    if kind == 0:
-        return float(stats[r, CELLS2]) * pixels + stats[r, FIRST]
-    if kind == 1:
-        return float(stats[r, SIZE]) * pixels + (pixels - 1 - stats[r, FIRST])
-    return 2.0 * (stats[r, X1] - stats[r, X0]) * (stats[r, Y1] - stats[r, Y0])
-
-
-@njit(cache=True)
-def _clean(keys: np.ndarray, ids: np.ndarray, n: int, parent: np.ndarray, stats: np.ndarray, kind: int,
-           pixels: int, cached: np.ndarray) -> int:
-    """Pop stale tops (a merged-away blob, or a key that has changed since) until the top is current.
-
-    kind: as for _blob_key, or 3 for the IoU heap, whose current keys are in `cached`."""
-    while n > 0:
-        r = ids[0]
-        if parent[r] == r and keys[0] == (cached[r] if kind == 3 else _blob_key(stats, r, kind, pixels)):
-            break
-        n = _pop(keys, ids, n)
-    return n
 
 
 @njit(cache=True)
@@ -386,17 +315,6 @@ def foreground_components(
     boxes = np.empty((64 if keep else 0, 4), np.int64)
     level_blobs = np.empty((height * width, 7), np.int64)
     roots = np.empty(height * width, np.int32)
-    # the level's answers come from max-heaps with lazy deletion, not from listing every blob: each
-    # blob changed at a level pushes its current keys once; entries of merged or changed blobs are
-    # dropped when they reach the top
-    pixels = height * width
-    touched = np.empty(pixels, np.int32)
-    n_touched = 0
-    iou_keys, iou_ids = np.empty(0 if largest_only else pixels), np.empty(0 if largest_only else pixels, np.int32)
-    best_keys, best_ids = np.empty(pixels), np.empty(pixels, np.int32)
-    bound_keys, bound_ids = np.empty(0 if largest_only else pixels), np.empty(0 if largest_only else pixels, np.int32)
-    n_iou = n_best = n_bound = 0
-    best_kind = 1 if largest_only else 0
     kept = 0
     added = 0
     for u in range(levels - 1, -1, -1):
@@ -442,59 +360,57 @@ def foreground_components(
             nw, ne = parent[p - row - 1] >= 0, parent[p - row + 1] >= 0
             sw, se = parent[p + row - 1] >= 0, parent[p + row + 1] >= 0
             stats[root, CELLS2] += (n + w + nw >= 2) + (n + e + ne >= 2) + (s + w + sw >= 2) + (s + e + se >= 2)
-            if not stale[root]:
-                stale[root] = True
-                touched[n_touched] = root
-                n_touched += 1
+            stale[root] = True
         box_lo[u] = kept
         if alive == 0:
             box_hi[u] = kept
             continue
-        for k in range(n_touched):
-            r = touched[k]
-            stale[r] = False
-            if parent[r] != r:  # merged into another blob later in the level
-                continue
-            cached[r] = _best_iou(stats[r, X0], stats[r, Y0], min(stats[r, X1] + 1, limit[0]),
-                                  min(stats[r, Y1] + 1, limit[1]), gt)
-            n_best = _push(best_keys, best_ids, n_best, _blob_key(stats, r, best_kind, pixels), r)
-            if not largest_only:
-                n_iou = _push(iou_keys, iou_ids, n_iou, cached[r], r)
-                n_bound = _push(bound_keys, bound_ids, n_bound, _blob_key(stats, r, 2, pixels), r)
-        n_touched = 0
-        n_best = _clean(best_keys, best_ids, n_best, parent, stats, best_kind, pixels, cached)
-        best = best_ids[0]  # V1: the largest CELLS2, last in raster order on ties, when the level has no hole
         if largest_only:
+            best = active[0]
+            for k in range(1, alive):
+                r = active[k]
+                if stats[r, SIZE] > stats[best, SIZE] or (
+                    stats[r, SIZE] == stats[best, SIZE] and stats[r, FIRST] < stats[best, FIRST]
+                ):
+                    best = r
+            roots[0] = best
             count = 1
-            iou[u] = cached[best]
         else:
+            best = active[0]  # the largest CELLS2, last in raster order on ties: V1 when the level has no hole
+            for k in range(alive):
+                r = active[k]
+                roots[k] = r
+                if stats[r, CELLS2] > stats[best, CELLS2] or (
+                    stats[r, CELLS2] == stats[best, CELLS2] and stats[r, FIRST] > stats[best, FIRST]
+                ):
+                    best = r
             count = alive
-            n_iou = _clean(iou_keys, iou_ids, n_iou, parent, stats, 3, pixels, cached)
-            iou[u] = iou_keys[0]
         if keep:
             boxes = _grow(boxes, kept, count)
-            for k in range(count):
-                r = best if largest_only else active[k]
-                boxes[kept, 0], boxes[kept, 1] = stats[r, X0], stats[r, Y0]
-                boxes[kept, 2], boxes[kept, 3] = min(stats[r, X1] + 1, limit[0]), min(stats[r, Y1] + 1, limit[1])
+        for k in range(count):
+            r = roots[k]
+            x0, y0 = stats[r, X0], stats[r, Y0]
+            x1, y1 = min(stats[r, X1] + 1, limit[0]), min(stats[r, Y1] + 1, limit[1])
+            if stale[r]:  # a component's IoU changes only with its box
+                cached[r] = _best_iou(x0, y0, x1, y1, gt)
+                stale[r] = False
+            iou[u] = max(iou[u], cached[r])
+            if keep:
+                boxes[kept, 0], boxes[kept, 1], boxes[kept, 2], boxes[kept, 3] = x0, y0, x1, y1
                 kept += 1
         box_hi[u] = kept
         undecided = False
         if count > 1 and hole_hi[u] > hole_lo[u]:
-            # an area lies between CELLS2 and twice its box's (pixel centres): often that decides;
-            # the largest bound of a blob other than the best one decides for all of them
-            n_bound = _clean(bound_keys, bound_ids, n_bound, parent, stats, 2, pixels, cached)
-            if bound_ids[0] != best:
-                undecided = bound_keys[0] >= stats[best, CELLS2]
-            else:
-                top_key, top_id = bound_keys[0], bound_ids[0]
-                n_bound = _clean(bound_keys, bound_ids, _pop(bound_keys, bound_ids, n_bound), parent, stats, 2,
-                                 pixels, cached)
-                undecided = n_bound > 0 and bound_keys[0] >= stats[best, CELLS2]
-                n_bound = _push(bound_keys, bound_ids, n_bound, top_key, top_id)
+            # an area lies between CELLS2 and twice its box's (pixel centres): often that decides
+            for k in range(count):
+                r = roots[k]
+                if r != best and 2 * (stats[r, X1] - stats[r, X0]) * (stats[r, Y1] - stats[r, Y0]) >= stats[
+                    best, CELLS2
+                ]:
+                    undecided = True
+                    break
         if undecided:
             for k in range(count):
-                roots[k] = active[k]
                 level_blobs[k] = stats[roots[k]]
             chosen = _largest_contour(
                 level_blobs[:count], roots[:count], holes[hole_lo[u] : hole_hi[u]], parent, slot,

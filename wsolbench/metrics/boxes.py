@@ -17,7 +17,13 @@ import cv2
 import numpy as np
 
 from wsolbench.errors import BadAnnotationError
-from wsolbench.metrics.component_trees import EMPTY, UNDECIDED, foreground_components, hole_components
+from wsolbench.metrics.component_trees import (
+    EMPTY,
+    UNDECIDED,
+    foreground_components,
+    hole_components,
+    uint8_pixel_order,
+)
 from wsolbench.metrics.protocols import EvalProtocol
 
 EMPTY_BOXES = {
@@ -93,11 +99,16 @@ def _contour_level(binary: np.ndarray) -> tuple[int, int, int, int]:
     return cv2.boundingRect(contours[best])
 
 
-def _pixel_order(source: np.ndarray, cuts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(flat pixel indices by increasing value, (U,) number of pixels at most each cut)."""
+def _pixel_order(source: np.ndarray, cuts: np.ndarray) -> tuple[np.ndarray, ...]:
+    """(order, xs, ys, at_most) as uint8_pixel_order gives them, for a uint8 or a float map."""
+    if source.dtype == np.uint8:
+        return uint8_pixel_order(source, cuts)
     flat = source.ravel()
-    order = np.argsort(flat, kind="stable")
-    return order, np.searchsorted(flat[order], cuts, side="right")
+    ascending = np.argsort(flat, kind="stable")
+    ys, xs = np.divmod(ascending, source.shape[1])
+    order = (ys + 1) * (source.shape[1] + 2) + xs + 1
+    at_most = np.searchsorted(flat[ascending], cuts, side="right")
+    return order.astype(np.int32), xs.astype(np.int32), ys.astype(np.int32), at_most
 
 
 class _Sweep(NamedTuple):
@@ -116,20 +127,20 @@ def _sweep(
     source, cuts, inverse = _levels(protocol, prepared, thresholds)
     height, width = source.shape
     limit = np.array([width - 1, height - 1] if protocol.clip else [np.iinfo(np.int64).max] * 2)
-    ascending, at_most = _pixel_order(source, cuts)
+    order, xs, ys, at_most = _pixel_order(source, cuts)
     levels = len(cuts)
     gt = np.asarray(gt_boxes, dtype=np.int64).reshape(-1, 4)
     pixels = protocol.components == "pixels"
     if pixels:
         none = np.zeros(levels, np.int64)
         hole_iou, hole_boxes, hole_lo, hole_hi = np.full(levels, -1.0), np.zeros((0, 4), np.int64), none, none
-        holes, lo, hi, link, link_level = np.zeros((0, 3), np.int64), none, none, *[np.zeros(0, np.int32)] * 2
+        holes, lo, hi, link, link_level = np.zeros((0, 3), np.int32), none, none, *[np.zeros(0, np.int32)] * 2
     else:
         hole_iou, hole_boxes, hole_lo, hole_hi, holes, lo, hi, link, link_level = hole_components(
-            ascending, at_most, height, width, gt, limit, keep_boxes
+            order, xs, ys, at_most, height, width, gt, limit, keep_boxes
         )
     blob_iou, status, v1_boxes, blob_boxes, blob_lo, blob_hi = foreground_components(
-        ascending[::-1].copy(), height * width - at_most, height, width, pixels, gt, limit, keep_boxes,
+        order, xs, ys, height * width - at_most, height, width, pixels, gt, limit, keep_boxes,
         holes, lo, hi, link, link_level,
     )
     empty = status == EMPTY

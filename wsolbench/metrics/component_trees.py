@@ -58,6 +58,37 @@ def _padded(flat: int, width: int) -> int:
 
 
 @njit(cache=True)
+def uint8_pixel_order(values: np.ndarray, cuts: np.ndarray):
+    """Pixels of a uint8 (H, W) map by increasing value, ties in raster order (a counting sort).
+
+    Returns (order, xs, ys, at_most): order (H*W,) int32 indices into the grid padded by one pixel
+    on every side, xs/ys their column and row, at_most (U,) the number of pixels with value <= cuts[u].
+    """
+    height, width = values.shape
+    row = width + 2
+    starts = np.zeros(257, np.int64)
+    for y in range(height):
+        for x in range(width):
+            starts[values[y, x] + 1] += 1
+    for v in range(256):
+        starts[v + 1] += starts[v]
+    at_most = np.empty(len(cuts), np.int64)
+    for u in range(len(cuts)):
+        at_most[u] = starts[min(max(cuts[u] + 1, 0), 256)]
+    order = np.empty(height * width, np.int32)
+    xs = np.empty(height * width, np.int32)
+    ys = np.empty(height * width, np.int32)
+    for y in range(height):
+        for x in range(width):
+            k = starts[values[y, x]]
+            starts[values[y, x]] = k + 1
+            order[k] = (y + 1) * row + x + 1
+            xs[k] = x
+            ys[k] = y
+    return order, xs, ys, at_most
+
+
+@njit(cache=True)
 def _best_iou(x0: int, y0: int, x1: int, y1: int, gt: np.ndarray) -> float:
     """Largest inclusive "+1" IoU of one box with the GT boxes; the arithmetic of metrics.boxes.box_iou."""
     top = 0.0
@@ -74,14 +105,16 @@ def _best_iou(x0: int, y0: int, x1: int, y1: int, gt: np.ndarray) -> float:
 
 @njit(cache=True)
 def hole_components(
-    order: np.ndarray, counts: np.ndarray, height: int, width: int, gt: np.ndarray, limit: np.ndarray, keep: bool
+    order: np.ndarray, xs: np.ndarray, ys: np.ndarray, counts: np.ndarray, height: int, width: int,
+    gt: np.ndarray, limit: np.ndarray, keep: bool,
 ):
     """Hole contours at every level u: 4-connected components, off the image border, of the first counts[u] pixels.
 
-    order: flat pixel indices by increasing value; counts: (U,) non-decreasing in u. A hole's box is
+    order, xs, ys: padded pixel indices by increasing value and their columns and rows (as
+    uint8_pixel_order gives them); counts: (U,) non-decreasing in u. A hole's box is
     its contour's (x, y, x + w, y + h): the component's box grown by one pixel, x + w and y + h
     capped at limit (2,). Returns (iou (U,): the best IoU of a hole box with `gt` at each level, -1
-    without holes; boxes (M, 4) (empty unless keep) and records (M', 3) int64 HOLE_CELLS2, ANCHOR
+    without holes; boxes (M, 4) (empty unless keep) and records (M', 3) int32 HOLE_CELLS2, ANCHOR
     (flat index of the pixel left of the hole's first pixel), ROOT (component id), with box_lo,
     box_hi, lo, hi (U,): level u owns boxes[box_lo[u]:box_hi[u]] and records[lo[u]:hi[u]]; link,
     link_level: the merge forest, for _background_root).
@@ -103,17 +136,17 @@ def hole_components(
     iou = np.full(levels, -1.0)
     lo, hi = np.zeros(levels, np.int64), np.zeros(levels, np.int64)
     box_lo, box_hi = np.zeros(levels, np.int64), np.zeros(levels, np.int64)
-    records = np.empty((max(64, 4 * levels), 3), np.int64)
+    # int32 (half the memory traffic of int64), room for 4 holes per pixel before the first regrowth: per-pixel
+    # noise lists about 14 per pixel over 255 levels, and regrowing from a small start costs more than the pass
+    records = np.empty((max(64, 4 * height * width), 3), np.int32)
     boxes = np.empty((64 if keep else 0, 4), np.int64)
     used = 0
     kept = 0
     added = 0
     for u in range(levels):
         while added < counts[u]:
-            flat = order[added]
+            p, x, y = order[added], xs[added], ys[added]
             added += 1
-            y, x = flat // width, flat % width
-            p = (y + 1) * row + x + 1
             parent[p] = p
             link[p] = p
             stats[p, 0] = x
@@ -121,7 +154,7 @@ def hole_components(
             stats[p, 2] = x
             stats[p, 3] = y
             stats[p, 4] = 0
-            stats[p, 5] = flat
+            stats[p, 5] = y * width + x
             stats[p, 6] = 1
             border[p] = x == 0 or y == 0 or x == width - 1 or y == height - 1
             active[alive] = p
@@ -248,13 +281,14 @@ def _largest_contour(
 
 @njit(cache=True)
 def foreground_components(
-    order: np.ndarray, counts: np.ndarray, height: int, width: int, largest_only: bool,
+    order: np.ndarray, xs: np.ndarray, ys: np.ndarray, counts: np.ndarray, height: int, width: int, largest_only: bool,
     gt: np.ndarray, limit: np.ndarray, keep: bool,
     holes: np.ndarray, hole_lo: np.ndarray, hole_hi: np.ndarray, link: np.ndarray, link_level: np.ndarray,
 ):
-    """Outer contours at every level u: 8-connected components of the first counts[u] pixels of `order`.
+    """Outer contours at every level u: 8-connected components of the last counts[u] pixels of `order`.
 
-    order: flat pixel indices by decreasing value; counts: (U,) non-increasing in u; the hole
+    order, xs, ys: as for hole_components, by increasing value (read from the end); counts: (U,)
+    non-increasing in u; the hole
     arguments are hole_components' output for the same levels (empty when largest_only). A blob's
     box is (x, y, x + w, y + h) of its boundingRect, capped at limit (2,). With largest_only, a level
     has one box, its component with the most pixels (ties to the first in raster order).
@@ -285,17 +319,16 @@ def foreground_components(
     added = 0
     for u in range(levels - 1, -1, -1):
         while added < counts[u]:
-            flat = order[added]
             added += 1
-            y, x = flat // width, flat % width
-            p = (y + 1) * row + x + 1
+            k = len(order) - added
+            p, x, y = order[k], xs[k], ys[k]
             parent[p] = p
             stats[p, X0] = x
             stats[p, X1] = x
             stats[p, Y0] = y
             stats[p, Y1] = y
             stats[p, CELLS2] = 0
-            stats[p, FIRST] = flat
+            stats[p, FIRST] = y * width + x
             stats[p, SIZE] = 1
             active[alive] = p
             where[p] = alive
@@ -397,10 +430,9 @@ def foreground_components(
 def load_kernels() -> None:
     """Compile the kernels (or load them from numba's cache) now, e.g. once before forking workers."""
     values = np.arange(9, dtype=np.uint8).reshape(3, 3)
-    order = np.argsort(values.ravel(), kind="stable")
-    counts = np.array([4], np.int64)
+    order, xs, ys, counts = uint8_pixel_order(values, np.array([3], np.int64))
     gt, limit = np.zeros((1, 4), np.int64), np.array([2, 2], np.int64)
     for keep in (False, True):
-        holes = hole_components(order, counts, 3, 3, gt, limit, keep)
+        holes = hole_components(order, xs, ys, counts, 3, 3, gt, limit, keep)
         for largest_only in (False, True):
-            foreground_components(order[::-1].copy(), 9 - counts, 3, 3, largest_only, gt, limit, keep, *holes[4:])
+            foreground_components(order, xs, ys, 9 - counts, 3, 3, largest_only, gt, limit, keep, *holes[4:])

@@ -26,10 +26,9 @@ from wsolbench.data import (
     write_dataset_info,
     write_metadata,
 )
-from wsolbench.errors import MissingFileError
+from wsolbench.errors import MissingFileError, problem_report
 
 SHIPPED_METADATA = Path(__file__).resolve().parent / "wsolevaluation" / "metadata"
-LISTED_PROBLEMS = 20
 
 
 @contextmanager
@@ -107,12 +106,8 @@ def image_sizes(image_root: Path, image_ids: list[str], workers: int | None = No
 
 def _raise_problems(problems: list[str], total: int, what: str) -> None:
     if problems:
-        shown = problems[:LISTED_PROBLEMS]
-        raise ImageError(
-            f"{len(problems)} of {total} images {what}"
-            + (f" (the first {len(shown)} below)" if len(shown) < len(problems) else "")
-            + "; replace them from the official archive and prepare again:\n  " + "\n  ".join(shown)
-        )
+        raise ImageError(problem_report(f"{len(problems)} of {total} images {what}", problems,
+                                        "; replace them from the official archive and prepare again"))
 
 
 def _decode_problem(path: Path) -> str | None:
@@ -129,7 +124,7 @@ def _decode_problem(path: Path) -> str | None:
 def check_images(image_root: Path, image_ids: list[str], workers: int | None = None) -> None:
     """Open and fully decode every image once, in threads, with a progress bar on stderr.
 
-    Raises ImageError counting the bad images and naming the first LISTED_PROBLEMS of them (each with
+    Raises ImageError counting the bad images and naming the first 20 of them (each with
     what is wrong: missing, empty, not an image, truncated), so a prepare never ends with a dataset
     whose images fail later, mid-training or mid-evaluation.
     """

@@ -27,3 +27,14 @@ class BadValueError(WsolbenchError, ValueError):
 
 class BadAnnotationError(WsolbenchError, RuntimeError):
     """Ground truth that cannot be scored: an invalid GT box, a split without any positive mask pixel."""
+
+
+LISTED_PROBLEMS = 20
+
+
+def problem_report(head: str, problems: list[str], advice: str = "") -> str:
+    """One message for many bad inputs: `head`, "(the first 20 below)" when the list is cut, `advice`,
+    then the first LISTED_PROBLEMS problems, one per line."""
+    shown = problems[:LISTED_PROBLEMS]
+    cut = f" (the first {len(shown)} below)" if len(shown) < len(problems) else ""
+    return f"{head}{cut}{advice}:\n  " + "\n  ".join(shown)

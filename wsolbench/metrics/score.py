@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from wsolbench.annotations import EvalFrame, Metadata, atomic_write_text, mask_label_map, read_metadata
-from wsolbench.errors import BadFileError, BadValueError, MissingFileError, WsolbenchError
+from wsolbench.errors import BadFileError, BadValueError, MissingFileError, WsolbenchError, problem_report
 from wsolbench.metrics.accumulators import BoxAccumulator, MaskAccumulator
 from wsolbench.metrics.component_trees import load_kernels
 from wsolbench.metrics.per_image import PerImage, concat
@@ -32,11 +32,10 @@ from wsolbench.metrics.protocols import get_protocol, threshold_list
 METRICS = ("maxboxacc", "maxboxaccv2", "pxap")
 SIZE = 224
 CHUNK = 32
-LISTED_PROBLEMS = 20
 
 
 class ScoreMapError(WsolbenchError, ValueError):
-    """Missing or invalid score maps; the message counts them and lists the first LISTED_PROBLEMS."""
+    """Missing or invalid score maps; the message counts them and lists the first 20."""
 
 
 def load_scoremap(scoremaps: Path, image_id: str) -> np.ndarray:
@@ -85,12 +84,8 @@ def check_scoremaps(scoremaps: Path, image_ids: Sequence[str], workers: int = 1)
     else:
         problems = [line for task in tasks for line in _check_chunk(task)]
     if problems:
-        shown = problems[:LISTED_PROBLEMS]
-        raise ScoreMapError(
-            f"{len(problems)} of {len(image_ids)} score maps in {scoremaps} are missing or invalid"
-            + (f" (the first {len(shown)} below)" if len(shown) < len(problems) else "")
-            + ":\n  " + "\n  ".join(shown)
-        )
+        raise ScoreMapError(problem_report(
+            f"{len(problems)} of {len(image_ids)} score maps in {scoremaps} are missing or invalid", problems))
 
 
 def _score_chunk(task: tuple) -> tuple[dict[str, np.ndarray], PerImage | None]:

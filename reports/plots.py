@@ -1,4 +1,4 @@
-"""Report figures (matplotlib Agg), each written as `<stem>.png` and `<stem>.pdf`.
+"""Report figures, each written as `<stem>.png` and `<stem>.pdf`.
 
 Every function takes frames from reports.runs (or plain numbers), writes one figure per dataset when
 there is something to draw, and returns the PNG paths it wrote (empty when there is no data), so a
@@ -9,29 +9,34 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
 
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from .runs import loss_terms  # noqa: E402
-from .tables import BACKBONE_NAMES, DATASET_NAMES, METHOD_NAMES, METRIC_NAMES  # noqa: E402
-from .uncertainty import half_width  # noqa: E402
+from .runs import loss_terms
+from .tables import BACKBONE_NAMES, DATASET_NAMES, METHOD_NAMES, METRIC_NAMES
+from .uncertainty import half_width
 
 CURVE_METRICS = ("gt_known_loc", "maxboxaccv2", "pxap")  # first present is plotted in few-shot / PE curves
 
 
-def save(fig: plt.Figure, out_dir: Path, stem: str) -> Path:
-    """Write `<stem>.png` (120 dpi) and `<stem>.pdf`, close the figure, return the PNG path."""
+def subplots(nrows: int = 1, ncols: int = 1, **options) -> tuple[Figure, object]:
+    """A figure and its axes, as pyplot's `subplots`, but outside pyplot: no global backend or figure
+    registry is touched, so importing the reports changes nothing for the caller's matplotlib."""
+    figsize = options.pop("figsize", None)
+    fig = Figure(figsize=figsize)
+    return fig, fig.subplots(nrows, ncols, **options)
+
+
+def save(fig: Figure, out_dir: Path, stem: str) -> Path:
+    """Write `<stem>.png` (120 dpi) and `<stem>.pdf`, return the PNG path."""
     out_dir.mkdir(parents=True, exist_ok=True)
     fig.set_layout_engine("constrained")  # keeps titles, suptitle and legends from overlapping
     png = out_dir / f"{stem}.png"
     fig.savefig(png, dpi=120, bbox_inches="tight")
     fig.savefig(out_dir / f"{stem}.pdf", bbox_inches="tight")
-    plt.close(fig)
     return png
 
 
@@ -65,7 +70,7 @@ def boxacc_curves(curves: pd.DataFrame, out_dir: Path) -> list[Path]:
         if data.empty:
             continue
         levels = sorted(data["iou_threshold"].dropna().unique())
-        fig, axes = plt.subplots(1, len(levels), figsize=(4.2 * len(levels), 3.4), squeeze=False, sharey=True)
+        fig, axes = subplots(1, len(levels), figsize=(4.2 * len(levels), 3.4), squeeze=False, sharey=True)
         for ax, level in zip(axes[0], levels, strict=False):
             for (method, backbone, variant), line in _line_groups(data[data["iou_threshold"] == level]):
                 mean = line.groupby("threshold")["value"].mean()
@@ -86,7 +91,7 @@ def pxprec_pxrec_curves(curves: pd.DataFrame, out_dir: Path) -> list[Path]:
     if curves.empty or not (curves["curve"] == "pxprec_pxrec").any():
         return written
     for dataset, data in curves[curves["curve"] == "pxprec_pxrec"].groupby("dataset"):
-        fig, ax = plt.subplots(figsize=(4.6, 4.0))
+        fig, ax = subplots(figsize=(4.6, 4.0))
         for (method, backbone, variant), line in _line_groups(data):
             mean = line.groupby("threshold")[["recall", "precision"]].mean()
             ax.plot(mean["recall"], mean["precision"], label=label(method, backbone, variant))
@@ -108,7 +113,7 @@ def qualitative_grid(samples: list[tuple[dict, dict[str, np.ndarray]]], out_dir:
         runs = [(info, arrays) for info, arrays in samples if info["dataset"] == dataset]
         ids = [str(i) for i in runs[0][1]["image_ids"][:max_images]]
         cols = 1 + len(runs)
-        fig, axes = plt.subplots(len(ids), cols, figsize=(2.0 * cols, 2.0 * len(ids)), squeeze=False)
+        fig, axes = subplots(len(ids), cols, figsize=(2.0 * cols, 2.0 * len(ids)), squeeze=False)
         for r, image_id in enumerate(ids):
             first = runs[0][1]
             k = list(map(str, first["image_ids"])).index(image_id)
@@ -130,7 +135,7 @@ def qualitative_grid(samples: list[tuple[dict, dict[str, np.ndarray]]], out_dir:
     return written
 
 
-def _show(ax: plt.Axes, image: np.ndarray, heat: np.ndarray | None, pred: np.ndarray | None,
+def _show(ax: Axes, image: np.ndarray, heat: np.ndarray | None, pred: np.ndarray | None,
           gt: np.ndarray) -> None:
     ax.imshow(image)
     if heat is not None:
@@ -139,7 +144,7 @@ def _show(ax: plt.Axes, image: np.ndarray, heat: np.ndarray | None, pred: np.nda
     for box, color in ((gt, "red"), (pred, "lime")):
         if box is not None:
             x0, y0, x1, y1 = (float(v) for v in box)
-            ax.add_patch(plt.Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, color=color, linewidth=1.5))
+            ax.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, color=color, linewidth=1.5))
     ax.set_xticks([])
     ax.set_yticks([])
 
@@ -155,7 +160,7 @@ def training_curves(logs: pd.DataFrame, out_dir: Path) -> list[Path]:
             continue
         cols = min(3, len(terms))
         rows = -(-len(terms) // cols)
-        fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.0 * rows), squeeze=False)
+        fig, axes = subplots(rows, cols, figsize=(4.2 * cols, 3.0 * rows), squeeze=False)
         for ax, term in zip(axes.flat, terms, strict=False):
             for (_run_dir, method, backbone, variant, seed), line in data.groupby(
                     ["run_dir", "method", "backbone", "variant", "seed"], dropna=False, sort=True):
@@ -176,7 +181,7 @@ def training_curves(logs: pd.DataFrame, out_dir: Path) -> list[Path]:
 def bar_chart(labels: list[str], means: list[float], stds: list[float | None], ylabel: str, title: str,
               out_dir: Path, stem: str) -> Path:
     """One bar per label with ± std error bars where given (the ablation chart)."""
-    fig, ax = plt.subplots(figsize=(max(4.0, 1.1 * len(labels) + 1.5), 3.6))
+    fig, ax = subplots(figsize=(max(4.0, 1.1 * len(labels) + 1.5), 3.6))
     errors = [0.0 if s is None or np.isnan(s) else s for s in stds]
     bars = ax.bar(range(len(labels)), means, yerr=errors, capsize=4, color="tab:blue", alpha=0.8)
     for bar, mean in zip(bars, means, strict=False):
@@ -216,7 +221,7 @@ def _protocol_curves(selected: pd.DataFrame, protocol: str, x: str, xlabel: str,
         metric = _curve_metric(data)
         if metric is None:
             continue
-        fig, ax = plt.subplots(figsize=(4.8, 3.6))
+        fig, ax = subplots(figsize=(4.8, 3.6))
         points = data[data["metric"] == metric].copy()
         points["value"] = pd.to_numeric(points["value"])
         kinds = set()

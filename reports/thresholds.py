@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import pandas as pd
 
 from wsolbench.stats.bootstrap import point_values
@@ -80,7 +79,7 @@ def threshold_curves(selected: pd.DataFrame, out_dir: Path, max_runs: int = 6) -
     runs = runs_of(selected).sort_values(["seed"], kind="stable").drop_duplicates(
         ["experiment", "dataset", "method", "backbone", "variant"])
     for dataset, group in runs.groupby("dataset"):
-        fig, ax = plt.subplots(figsize=(5.6, 3.8))
+        fig, ax = plots.subplots(figsize=(5.6, 3.8))
         drawn = 0
         for run in group.head(max_runs).itertuples(index=False):
             path = Path(run.run_dir)
@@ -103,7 +102,6 @@ def threshold_curves(selected: pd.DataFrame, out_dir: Path, max_runs: int = 6) -
                 pass  # no val split: only the oracle τ is marked
             drawn += 1
         if not drawn:
-            plt.close(fig)
             continue
         ax.set_xlabel("threshold τ")
         ax.set_ylabel("BoxAcc at IoU ≥ 50 % (%)")

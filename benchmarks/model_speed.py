@@ -45,7 +45,7 @@ TRANSFORMER_METHODS = ("sat", "ts_cam", "scm")
 
 
 class MaterializedSAT(nn.Module):
-    """SAT as the official code computes it (`Model/SAT.py`), sharing nothing with methods/vit.py."""
+    """SAT as the official code computes it (`Model/SAT.py`), sharing nothing with methods/_vit.py."""
 
     def __init__(self, sat: nn.Module) -> None:
         super().__init__()

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from timm.layers import trunc_normal_
 from timm.models.vision_transformer import Attention
 from torch import Tensor, nn
-from wsolbench.methods.vit import (
+from wsolbench.methods._vit import (
     ViTBackbone,
     block_forward,
     fused_attention,

@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
-from wsolbench.methods.vit import (
+from wsolbench.methods._vit import (
     ViTBackbone,
     ViTWeights,
     attention_with_row,

@@ -1,4 +1,4 @@
-"""methods/vit.py: timm-compatible keys, SDPA attention with an explicit row, weight loading."""
+"""methods/_vit.py: timm-compatible keys, SDPA attention with an explicit row, weight loading."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 import timm
 import torch
 from safetensors.torch import save_file
-from wsolbench.methods.vit import (
+from wsolbench.methods._vit import (
     ViTBackbone,
     attention_with_row,
     block_forward,

@@ -9,7 +9,7 @@ import pytest
 import timm
 import torch
 import torchvision
-import wsolbench.methods.vit
+import wsolbench.methods._vit
 from click.testing import CliRunner
 from safetensors.torch import save_file
 
@@ -101,9 +101,9 @@ def test_pretrained_true_reads_the_hub_file_once_and_builds_one_timm_model(empty
     published = timm.create_model("deit_tiny_patch16_224", img_size=32, num_classes=1000, **TINY).state_dict()
     _cache_timm_file(empty_caches, published)
     built, read = [], []
-    real_create, real_read = timm.create_model, wsolbench.methods.vit.read_state_dict
+    real_create, real_read = timm.create_model, wsolbench.methods._vit.read_state_dict
     monkeypatch.setattr(timm, "create_model", lambda *a, **k: built.append(k) or real_create(*a, **k))
-    monkeypatch.setattr(wsolbench.methods.vit, "read_state_dict", lambda *a: read.append(a) or real_read(*a))
+    monkeypatch.setattr(wsolbench.methods._vit, "read_state_dict", lambda *a: read.append(a) or real_read(*a))
     model = create_method("ts_cam", num_classes=1000, backbone="deit_tiny_patch16_224", img_size=32,
                           backbone_kwargs=TINY, pretrained=True)
     assert len(built) == 1 and built[0]["pretrained"] is False and len(read) == 1

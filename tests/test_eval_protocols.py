@@ -14,9 +14,9 @@ from engine_toy import TOY, ToyCAM, make_dataset, overrides
 from PIL import Image
 
 from wsolbench import maps_to_boxes
+from wsolbench.annotations import IMAGENET_MEAN, IMAGENET_STD
 from wsolbench.cli import main
 from wsolbench.config import resolve
-from wsolbench.data import IMAGENET_MEAN, IMAGENET_STD, open_dataset
 from wsolbench.engine.distributed import DistInfo
 from wsolbench.engine.evaluate import accumulate, top1_class_maps
 from wsolbench.engine.runner import execute, plan_runs
@@ -25,6 +25,7 @@ from wsolbench.metrics.accumulators import BoxAccumulator
 from wsolbench.metrics.boxes import sweep_boxes, sweep_ious
 from wsolbench.metrics.maps import prepare_maps
 from wsolbench.metrics.protocols import get_protocol, official_evaluator
+from wsolbench.prepared_dataset import open_dataset
 
 
 def test_official_evaluator_defaults():

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from reference_metrics import reference_boxes, reference_ious
 
-from wsolbench.data import EvalFrame
+from wsolbench.annotations import EvalFrame
 from wsolbench.metrics.boxes import box_iou, sweep_boxes, sweep_ious
 from wsolbench.metrics.maps import prepare_maps
 from wsolbench.metrics.protocols import get_protocol, threshold_list

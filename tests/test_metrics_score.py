@@ -11,8 +11,8 @@ import pytest
 from click.testing import CliRunner
 from reference_metrics import reference_box_counts
 
+from wsolbench.annotations import EvalFrame, read_metadata, write_metadata
 from wsolbench.cli import main
-from wsolbench.data import EvalFrame, read_metadata, write_metadata
 from wsolbench.metrics.maps import prepare_map
 from wsolbench.metrics.protocols import get_protocol, threshold_list
 

@@ -178,7 +178,7 @@ def test_load_results_names_a_malformed_file(tmp_path) -> None:
 
 @pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o002, 0o664), (0o077, 0o600)])
 def test_text_outputs_honour_the_umask(tmp_path, umask, mode) -> None:
-    from wsolbench.data import Metadata, write_metadata
+    from wsolbench.annotations import Metadata, write_metadata
 
     previous = os.umask(umask)
     try:

@@ -15,10 +15,10 @@ import math
 from pathlib import Path
 
 from wsolbench.config import ExperimentConfig, dump
-from wsolbench.data import open_dataset
 from wsolbench.engine import distributed
 from wsolbench.engine.protocols import count_trainable, trainable_groups, training_images
 from wsolbench.engine.train import amp_dtype, micro_batch_size
+from wsolbench.prepared_dataset import open_dataset
 from wsolbench.registry import DATASETS
 from wsolbench.results import run_path
 from wsolbench.weights import check_pretrained

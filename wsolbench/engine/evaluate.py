@@ -15,23 +15,17 @@ import torch
 from torch.utils.data import DataLoader, Subset
 from torchvision import transforms as T
 
+from wsolbench.annotations import IMAGENET_MEAN, IMAGENET_STD, Metadata, MetadataError
 from wsolbench.config import ExperimentConfig
-from wsolbench.data import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    Metadata,
-    MetadataError,
-    PreparedDataset,
-    WSOLDataset,
-    collate,
-)
 from wsolbench.engine.distributed import DistInfo, all_gather_object, all_reduce_sum_
+from wsolbench.engine.loaders import WSOLDataset, collate
 from wsolbench.method import WSOLMethod
 from wsolbench.metrics.accumulators import BoxAccumulator, MaskAccumulator, MetricResult
 from wsolbench.metrics.boxes import sweep_boxes
 from wsolbench.metrics.maps import prepare_maps
 from wsolbench.metrics.per_image import PerImage, concat
 from wsolbench.metrics.protocols import EvalProtocol, get_protocol, threshold_list
+from wsolbench.prepared_dataset import PreparedDataset
 
 SAMPLE_COUNT = 8
 

@@ -2,14 +2,16 @@
 (`few_shot`: k per class).
 
 `few_shot` trains the full model on `config.protocol.shots` images per class drawn by
-`wsolbench.data.per_class_subset` with seed `config.seed` (an assumption: neither the SAT paper nor
+`per_class_subset` with seed `config.seed` (an assumption: neither the SAT paper nor
 its code says how the published few-shot images were drawn).
 """
 
 from __future__ import annotations
 
-from wsolbench.config import ExperimentConfig
-from wsolbench.data import Metadata, per_class_subset
+import numpy as np
+
+from wsolbench.annotations import Metadata
+from wsolbench.config import ConfigError, ExperimentConfig
 from wsolbench.method import ParamGroup, WSOLMethod
 
 
@@ -46,3 +48,26 @@ def training_images(train: Metadata, config: ExperimentConfig) -> Metadata:
     if config.protocol.name != "few_shot":
         return train
     return per_class_subset(train, config.protocol.shots, config.seed)
+
+
+def per_class_subset(metadata: Metadata, k: int, seed: int) -> Metadata:
+    """k images of every class, drawn without replacement with numpy's Generator(seed).
+
+    Classes are visited in ascending order and each class's candidates in metadata order, so the
+    subset depends only on (metadata, k, seed). The result keeps metadata order. A class with fewer
+    than k images raises ConfigError naming it.
+    """
+    if k <= 0:
+        raise ConfigError(f"images per class must be positive, got {k}")
+    by_class: dict[int, list[str]] = {}
+    for image_id in metadata.image_ids:
+        by_class.setdefault(metadata.labels[image_id], []).append(image_id)
+    rng = np.random.default_rng(seed)
+    chosen: set[str] = set()
+    for label in sorted(by_class):
+        candidates = by_class[label]
+        if len(candidates) < k:
+            raise ConfigError(f"class {label} has {len(candidates)} image(s), fewer than the {k} asked for")
+        picks = rng.choice(len(candidates), size=k, replace=False)
+        chosen.update(candidates[int(p)] for p in picks)
+    return metadata.subset([i for i in metadata.image_ids if i in chosen])

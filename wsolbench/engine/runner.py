@@ -21,16 +21,9 @@ import pandas as pd
 import torch
 import yaml
 
+from wsolbench.annotations import Metadata
 from wsolbench.atomic import atomic_write, atomic_write_text
 from wsolbench.config import ConfigError, ExperimentConfig, Override, dump, resolve, to_dict
-from wsolbench.data import (
-    Metadata,
-    PreparedDataset,
-    WSOLDataset,
-    open_dataset,
-    per_class_subset,
-    train_transform,
-)
 from wsolbench.engine import distributed
 from wsolbench.engine.checkpoint import seed_everything
 from wsolbench.engine.distributed import DistInfo
@@ -43,11 +36,13 @@ from wsolbench.engine.evaluate import (
     score,
     selection_metric,
 )
-from wsolbench.engine.protocols import count_trainable, trainable_groups, training_images
+from wsolbench.engine.loaders import WSOLDataset, train_transform
+from wsolbench.engine.protocols import count_trainable, per_class_subset, trainable_groups, training_images
 from wsolbench.engine.train import Trainer, amp_dtype, micro_batch_size
 from wsolbench.errors import MissingFileError, RunConflictError, WsolbenchError
 from wsolbench.method import WSOLMethod, create_method
 from wsolbench.metrics.per_image import save as save_per_image
+from wsolbench.prepared_dataset import PreparedDataset, open_dataset
 from wsolbench.registry import DATASETS, METHODS
 from wsolbench.results import RunDir, run_path
 from wsolbench.stats.runs import run_intervals

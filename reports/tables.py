@@ -341,9 +341,12 @@ def cell_parts(table: Table, row: Row, column: tuple[str, str]) -> tuple[str, st
 
 
 def to_markdown(table: Table) -> str:
-    """A GitHub Markdown table, one column per (dataset, metric), then the notes as lines."""
+    """A GitHub Markdown table, one column per (dataset, metric), then a blank line and the notes, if any.
+
+    A column whose dataset is empty (one dataset per row, as in the run summary) is headed by its metric.
+    """
     header = header_labels(table) + [
-        f"{dataset_name(d, table.style)} {metric_name(m, table.style)}" for d, m in table.columns
+        " ".join(filter(None, (dataset_name(d, table.style), metric_name(m, table.style)))) for d, m in table.columns
     ]
     align = ["---"] * len(header_labels(table)) + ["---:"] * len(table.columns)
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(align) + "|"]
@@ -358,7 +361,7 @@ def to_markdown(table: Table) -> str:
             text = mean if std is None else f"{mean} ± {std}"
             cells.append(f"**{text}**" if best else text)
         lines.append("| " + " | ".join(row_labels(table, row) + cells) + " |")
-    return "\n".join(lines + [""] + table.notes) + "\n"
+    return "\n".join(lines + ([""] + table.notes if table.notes else [])) + "\n"
 
 
 LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",

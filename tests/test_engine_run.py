@@ -11,6 +11,7 @@ import torch
 import yaml
 from click.testing import CliRunner
 from engine_toy import TOY, make_dataset, overrides
+from wsolbench.reports.summary import write_summary
 
 from wsolbench.cli import main
 from wsolbench.config import ConfigError
@@ -28,7 +29,9 @@ def data_root(tmp_path_factory):
 def run(data_root, out, protocols=("full",), seeds=(0,), **extra):
     configs = plan_runs([TOY], ["synthetic"], protocols=list(protocols), seeds=list(seeds),
                         overrides=overrides(data_root, out, **extra))
-    return execute(configs)
+    paths = execute(configs)
+    write_summary(paths)  # what the CLI does after execute
+    return paths
 
 
 def test_run_writes_every_file(data_root, tmp_path) -> None:

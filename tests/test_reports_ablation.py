@@ -8,11 +8,13 @@ import json
 import pandas as pd
 import pytest
 from click.testing import CliRunner
-from wsolbench.reports import ablation
+from wsolbench.reports import ablation as rendering
 from wsolbench.reports.tables import PAPER
 
+from wsolbench import ablation_manifest
 from wsolbench.cli import main
 from wsolbench.config import ConfigError
+from wsolbench.engine import ablation
 
 
 def test_parse_grid_and_cells() -> None:
@@ -22,7 +24,7 @@ def test_parse_grid_and_cells() -> None:
     assert [c["label"] for c in cells] == ["use_area_loss=true,lr=1e-4", "use_area_loss=true,lr=2e-4",
                                            "use_area_loss=false,lr=1e-4", "use_area_loss=false,lr=2e-4"]
     assert cells[1]["overrides"] == ["method.hparams.use_area_loss=true", "train.lr=2e-4"]
-    assert ablation.short_keys(["a.x", "b.x", "c.y"]) == {"a.x": "a.x", "b.x": "b.x", "c.y": "y"}
+    assert ablation_manifest.short_keys(["a.x", "b.x", "c.y"]) == {"a.x": "a.x", "b.x": "b.x", "c.y": "y"}
     for bad in (["train.lr"], ["=1,2"], ["train.lr="], ["train.lr=1", "train.lr=2"]):
         with pytest.raises(ConfigError, match="--grid"):
             ablation.parse_grid(bad)
@@ -63,8 +65,8 @@ def test_manifest_to_table_csv_and_chart(tmp_path) -> None:
             {**cell, "runs": [_write_cell_run(root, cell["label"], s, v + s) for s in (0, 1)]}
             for cell, v in zip(ablation.cells(study), (60.0, 50.0), strict=True)]}]}
     (root / "ablation.json").write_text(json.dumps(manifest))
-    loaded = ablation.load_manifest(ablation.find_manifest(root))
-    result = ablation.write_outputs(loaded, tmp_path / "out", PAPER)
+    loaded = ablation_manifest.load_manifest(ablation_manifest.find_manifest(root))
+    result = rendering.write_outputs(loaded, tmp_path / "out", PAPER)
     lines = result.markdown.splitlines()
     assert lines[2:6] == [
         "| use_area_loss | use_norm_loss | Synthetic Top-1 Loc | Synthetic MaxBoxAccV2 |",

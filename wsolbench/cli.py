@@ -146,6 +146,7 @@ def train(method: str, dataset: str, protocol: str | None, seed: int | None, con
     from wsolbench.config import CHOICES
     from wsolbench.engine.distributed import is_main_process
     from wsolbench.engine.runner import execute, plan_runs
+    from wsolbench.reports.summary import write_summary
 
     _check_names("--method", "method", [method], METHODS.names())
     _check_names("--dataset", "dataset", [dataset], DATASETS.names())
@@ -156,7 +157,10 @@ def train(method: str, dataset: str, protocol: str | None, seed: int | None, con
                         overrides=list(overrides), experiment=experiment)
     if dry_run:
         return _print_dry_run(configs)
-    for path in execute(configs, resume=resume):
+    paths = execute(configs, resume=resume)
+    if is_main_process():
+        write_summary(paths)
+    for path in paths:
         if is_main_process():
             click.echo(f"run: {path}")
             _print_metrics(path)
@@ -247,7 +251,8 @@ def run(methods: str | None, datasets: str | None, protocols: str | None, seeds:
 
     from wsolbench.config import CHOICES
     from wsolbench.engine.distributed import is_main_process
-    from wsolbench.engine.runner import default_run, execute, markdown_table, plan_runs, summary_notes, summary_table
+    from wsolbench.engine.runner import default_run, execute, plan_runs
+    from wsolbench.reports.summary import summary_markdown, summary_notes, write_summary
 
     base = None
     method_list, dataset_list = _csv(methods), _csv(datasets)
@@ -270,7 +275,8 @@ def run(methods: str | None, datasets: str | None, protocols: str | None, seeds:
     started = time.perf_counter()
     paths = execute(configs, resume=resume)
     if is_main_process():
-        click.echo(markdown_table(summary_table(paths)))
+        for frame in write_summary(paths).values():
+            click.echo(summary_markdown(frame))
         for note in summary_notes(paths):
             click.echo(note)
         click.echo(f"{len(paths)} run(s) in {time.perf_counter() - started:.0f} s; "
@@ -313,8 +319,11 @@ def report(runs_dir: Path, style: str, with_paper: bool, out: Path | None, proto
 def ablate(method: str, dataset: str, grids: tuple[str, ...], seeds: str, config_file: Path | None,
            overrides: tuple[str, ...], experiment: str | None, resume: bool, dry_run: bool) -> None:
     """Run an ablation grid through the engine, then write its table (md/csv/tex) and bar chart."""
+    from wsolbench.ablation_manifest import load_manifest
+    from wsolbench.engine import ablation
     from wsolbench.engine.distributed import is_main_process
-    from wsolbench.reports import ablation
+    from wsolbench.reports.ablation import write_outputs
+    from wsolbench.reports.summary import write_summary
     from wsolbench.reports.tables import PAPER
 
     _check_names("--method", "method", [method], METHODS.names())
@@ -326,12 +335,13 @@ def ablate(method: str, dataset: str, grids: tuple[str, ...], seeds: str, config
                                             experiment=experiment, seeds=_seeds(seeds), user=user,
                                             user_source=source)
         return _print_dry_run([c for _, _, configs in planned for c in configs])
-    manifest = ablation.run_ablation(method, dataset, studies, overrides=list(overrides),
-                                     experiment=experiment, seeds=_seeds(seeds), user=user,
-                                     user_source=source, resume=resume)
+    manifest, paths = ablation.run_ablation(method, dataset, studies, overrides=list(overrides),
+                                            experiment=experiment, seeds=_seeds(seeds), user=user,
+                                            user_source=source, resume=resume)
     if is_main_process():
+        write_summary(paths)
         out = manifest.parent / "report"
-        result = ablation.write_outputs(ablation.load_manifest(manifest), out, PAPER)
+        result = write_outputs(load_manifest(manifest), out, PAPER)
         click.echo(result.markdown)
         click.echo(f"ablation written to {out} (manifest {manifest})")
 

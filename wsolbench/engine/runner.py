@@ -1,18 +1,18 @@
-"""Plan and execute runs: config → dataset + method → train → evaluate → run directory → table.
+"""Plan and execute runs: config → dataset + method → train → evaluate → run directory.
 
     configs = plan_runs(methods=["sat"], datasets=["synthetic"], protocols=["full"], seeds=[0])
     run_dirs = execute(configs, resume=False)
 
 Each run writes `<output_dir>/<experiment>/<dataset>/<method>-<protocol>-seed<k>/` (config.yaml,
 log.jsonl, checkpoints/{last,best}.pt, metrics.json, curves.csv, samples.npz, per_image.npz; few_shot_ids.txt
-under few_shot). Under torchrun every rank executes the same plan; only rank 0 writes.
+under few_shot). Under torchrun every rank executes the same plan; only rank 0 writes. The summary
+table of a batch of runs is wsolbench.reports.summary.
 """
 
 from __future__ import annotations
 
 import copy
 import difflib
-import json
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,7 @@ import torch
 import yaml
 
 from wsolbench.annotations import Metadata
-from wsolbench.atomic import atomic_write, atomic_write_text
+from wsolbench.atomic import atomic_write
 from wsolbench.config import ConfigError, ExperimentConfig, Override, dump, resolve, to_dict
 from wsolbench.engine import distributed
 from wsolbench.engine.checkpoint import seed_everything
@@ -45,18 +45,9 @@ from wsolbench.metrics.per_image import save as save_per_image
 from wsolbench.prepared_dataset import PreparedDataset, open_dataset
 from wsolbench.registry import DATASETS, METHODS
 from wsolbench.results import RunDir, run_path
-from wsolbench.stats.runs import run_intervals
 from wsolbench.weights import fetch_pretrained
 
 DEFAULT_RUN = Path(__file__).with_name("default_run.yaml")
-SUMMARY_COLUMNS = {
-    "maxboxaccv2": "MaxBoxAccV2",
-    "maxboxacc": "MaxBoxAcc",
-    "gt_known_loc": "GT-known",
-    "top1_loc": "Top-1 Loc",
-    "top1_cls": "Top-1 Cls",
-    "pxap": "PxAP",
-}
 
 
 # --------------------------------------------------------------------------- planning
@@ -235,10 +226,7 @@ def execute(configs: list[ExperimentConfig], resume: bool = False) -> list[Path]
         micro_batch_size(config, info)
         amp_dtype(config.train.amp, info.device)
     fetch_all_pretrained(configs, info)
-    paths = [run_one(config, resume, info) for config in configs]
-    if info.is_main:
-        write_summary(paths)
-    return paths
+    return [run_one(config, resume, info) for config in configs]
 
 
 def fetch_all_pretrained(configs: list[ExperimentConfig], info: DistInfo) -> None:
@@ -440,75 +428,3 @@ def evaluate_checkpoint(config: ExperimentConfig, checkpoint: Path, output: Path
     finally:
         run.release()
     return path
-
-
-# --------------------------------------------------------------------------- the table
-
-
-def summary_table(paths: list[Path]) -> pd.DataFrame:
-    """One row per run: method, dataset, protocol, seed and the test metrics under its threshold policy.
-
-    Where the run has per-image results, each metric column `X` is followed by `X ±`: the half-width
-    of its 95 % bootstrap interval over the test images (wsolbench.stats).
-    """
-    rows = []
-    for path in paths:
-        data = json.loads((Path(path) / "metrics.json").read_text())
-        config = yaml.safe_load((Path(path) / "config.yaml").read_text())
-        policy = config["eval"]["threshold_policy"]
-        tests = [e for e in data["results"] if e["split"] == "test"]
-        entry = next((e for e in tests if e["threshold_policy"] == policy), tests[0])
-        row = {"method": data["method"], "dataset": data["dataset"], "protocol": data["protocol"],
-               "seed": data["seed"], "eval": f"{entry['eval_protocol']}/{entry['threshold_policy']}"}
-        intervals = run_intervals(Path(path), policy)
-        for key, column in SUMMARY_COLUMNS.items():
-            if key in entry["metrics"]:
-                row[column] = round(float(entry["metrics"][key]), 2)
-                if intervals is not None and key in intervals:
-                    row[f"{column} ±"] = round(intervals[key].half_width, 2)
-        rows.append(row)
-    return pd.DataFrame(rows)
-
-
-def summary_notes(paths: list[Path]) -> list[str]:
-    """The distinct notes of the runs' metrics.json ("notes"), in run order, each naming its runs' count."""
-    notes: dict[str, int] = {}
-    for path in paths:
-        for note in json.loads((Path(path) / "metrics.json").read_text()).get("notes", []):
-            notes[note] = notes.get(note, 0) + 1
-    return [f"NOTE ({count} of {len(paths)} runs): {note}" for note, count in notes.items()]
-
-
-def markdown_table(frame: pd.DataFrame) -> str:
-    """The summary as Markdown; a column `X ±` is shown inside `X` as `value ± half-width`, with a note."""
-    columns = [c for c in frame.columns if not str(c).endswith(" ±")]
-    lines = ["| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
-
-    def text(value: Any) -> str:
-        return "" if pd.isna(value) else (f"{value:.2f}" if isinstance(value, float) else str(value))
-
-    for _, row in frame.iterrows():
-        cells = []
-        for c in columns:
-            half = row.get(f"{c} ±")
-            cells.append(text(row[c]) + ("" if half is None or pd.isna(half) else f" ± {half:.2f}"))
-        lines.append("| " + " | ".join(cells) + " |")
-    if len(columns) < len(frame.columns):
-        lines += ["", "± : half-width of the 95 % bootstrap interval over the test images (1,000 resamples; "
-                      "τ re-selected in each resample under oracle-test, held under val)."]
-    return "\n".join(lines) + "\n"
-
-
-def write_summary(paths: list[Path]) -> dict[Path, str]:
-    """Write `<output_dir>/<experiment>/summary.md` and `.csv` for each experiment among `paths`."""
-    by_experiment: dict[Path, list[Path]] = {}
-    for path in paths:
-        by_experiment.setdefault(Path(path).parents[1], []).append(Path(path))
-    written = {}
-    for folder, runs in by_experiment.items():
-        frame = summary_table(runs)
-        text = markdown_table(frame) + "".join(f"\n{note}\n" for note in summary_notes(runs))
-        atomic_write_text(folder / "summary.csv", frame.to_csv(index=False))
-        atomic_write_text(folder / "summary.md", text)
-        written[folder] = text
-    return written

@@ -28,6 +28,8 @@ from wsolbench.weights import published_file, published_weights
 
 # Classifier heads of published ViT/DeiT checkpoints; no WSOL method reuses them.
 HEAD_PREFIXES = ("head.", "head_dist.")
+VIT_BACKBONE_NAMES = {"deit_tiny_patch16_224": "DeiT-T", "deit_small_patch16_224": "DeiT-S",
+                      "deit_base_patch16_224": "DeiT-B"}  # display names in tables and plots
 
 
 class ViTBackbone(nn.Module):

@@ -88,6 +88,7 @@ class SCM(TSCAM):
     """TS-CAM's keys plus `layers.{0..3}.thred` / `layers.{0..3}.fuse._loss_rate` (8 learnable scalars)."""
 
     name: ClassVar[str] = "scm"
+    display_name: ClassVar[str] = "SCM"
     default_hparams: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, **kwargs: Any) -> None:

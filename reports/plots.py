@@ -16,7 +16,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
 from .runs import loss_terms
-from .tables import BACKBONE_NAMES, DATASET_NAMES, METHOD_NAMES, METRIC_NAMES
+from .tables import DATASET_NAMES, METRIC_NAMES, backbone_display_name, method_display_name
 from .uncertainty import half_width
 
 CURVE_METRICS = ("gt_known_loc", "maxboxaccv2", "pxap")  # first present is plotted in few-shot / PE curves
@@ -41,8 +41,8 @@ def save(fig: Figure, out_dir: Path, stem: str) -> Path:
 
 
 def label(method: str, backbone: object, variant: str = "") -> str:
-    backbone = _backbone(backbone) or ""
-    text = f"{METHOD_NAMES.get(method, method)} {BACKBONE_NAMES.get(backbone, backbone)}".strip()
+    backbone = _backbone(backbone)
+    text = f"{method_display_name(method)} {backbone_display_name(backbone) if backbone else ''}".strip()
     return f"{text} ({variant})" if variant else text
 
 

@@ -86,8 +86,9 @@ def _under(name: str, prefixes: tuple[str, ...]) -> bool:
 class WSOLMethod(nn.Module):
     """Base class of every method.
 
-    Subclasses set `name`, `default_hparams` (the hyperparameters `create_method` accepts, with their
-    defaults), `default_backbone` and `backbones` (those it is built and tested on), take their
+    Subclasses set `name`, `display_name` (how tables and plots name it), `default_hparams` (the
+    hyperparameters `create_method` accepts, with their defaults), `default_backbone`, `backbones`
+    (those it is built and tested on) with their `backbone_names` (display names), take their
     hyperparameters as keyword arguments and hand the common options on:
 
         def __init__(self, *, area_threshold: float, **options: Any) -> None:
@@ -99,10 +100,12 @@ class WSOLMethod(nn.Module):
     """
 
     name: ClassVar[str] = ""
+    display_name: ClassVar[str] = ""  # empty: the registered name
     default_hparams: ClassVar[dict[str, Any]] = {}
     default_backbone: ClassVar[str | None] = None
     weights_hub: ClassVar[str | None] = None  # where `pretrained=True` weights come from: "timm" / "torchvision"
     backbones: ClassVar[tuple[str, ...]] = ()
+    backbone_names: ClassVar[dict[str, str]] = {}  # display name of each of `backbones`
     backbone_options: ClassVar[tuple[str, ...]] = ("pretrained", "drop_path_rate", "backbone_kwargs")
     frozen_parameters: ClassVar[tuple[str, ...]] = ()  # parameters that never train (fixed kernels)
 

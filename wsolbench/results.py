@@ -1,8 +1,9 @@
 """Run directories and the results table that reports read.
 
 Layout: `<output_dir>/<experiment>/<dataset>/<method>-<protocol>-seed<k>/` holding
-`config.yaml`, `log.jsonl`, `checkpoints/{last,best}.pt`, `metrics.json`, `curves.csv`, and on box
-datasets `per_image.npz` (wsolbench.metrics.per_image).
+`config.yaml`, `log.jsonl`, `checkpoints/{last,best}.pt` (written by wsolbench.engine.checkpoint),
+`metrics.json`, `curves.csv`, and on box datasets `per_image.npz` (wsolbench.metrics.per_image).
+Nothing here imports torch.
 
 Guarantees: every file is written atomically (temp file in the same folder, then rename), so a
 crash never leaves half a file; a run directory is held by one writer at a time through an
@@ -31,10 +32,9 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import torch
 from filelock import FileLock, Timeout
 
-from wsolbench.atomic import atomic_write, atomic_write_text
+from wsolbench.atomic import atomic_write_text
 from wsolbench.errors import WsolbenchError
 
 RUN_KEYS = ("experiment", "dataset", "method", "backbone", "protocol", "seed", "trainable_params")
@@ -135,10 +135,6 @@ class RunDir:
         self.path.mkdir(parents=True, exist_ok=True)
         with open(self.path / "log.jsonl", "a", encoding="utf-8") as handle:
             handle.write(json.dumps(record) + "\n")
-
-    def save_checkpoint(self, name: str, state: dict[str, Any]) -> Path:
-        """torch.save to checkpoints/<name> through `atomic_write`."""
-        return atomic_write(self.checkpoints / name, lambda handle: torch.save(state, handle))
 
 
 def _lock_holder(lock: str | Path) -> tuple[str, int | None]:

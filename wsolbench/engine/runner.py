@@ -25,7 +25,7 @@ from wsolbench.annotations import Metadata
 from wsolbench.atomic import atomic_write
 from wsolbench.config import ConfigError, ExperimentConfig, Override, dump, resolve, to_dict
 from wsolbench.engine import distributed
-from wsolbench.engine.checkpoint import seed_everything
+from wsolbench.engine.checkpoint import save_checkpoint, seed_everything
 from wsolbench.engine.distributed import DistInfo
 from wsolbench.engine.evaluate import (
     accumulate,
@@ -311,7 +311,7 @@ def _train_and_evaluate(config: ExperimentConfig, run: RunDir, info: DistInfo, r
             model.load_state_dict(state["model"])
             last_val.clear()
     elif info.is_main:
-        run.save_checkpoint("last.pt", {"model": model.state_dict(), "epoch": 0})
+        save_checkpoint(run, "last.pt", {"model": model.state_dict(), "epoch": 0})
     checkpoint = ("last" if val_meta is None else config.eval.checkpoint) if trainable else "untrained"
     note = missing_val_note(prepared, config, bool(trainable)) if val_meta is None else None
     evaluate_into(run, model, prepared, config, info, val_meta, test_meta, checkpoint,

@@ -1,6 +1,6 @@
 """The summary of a batch of runs that `bench.py run` prints and writes as `<experiment>/summary.{md,csv}`.
 
-One row per run, in the order given: method, dataset, protocol, seed, `eval` (eval protocol /
+One row per run, in the order given: method, dataset, regime, seed, `eval` (eval protocol /
 threshold policy of the entry shown) and the test metrics. The entry that represents a run is the
 one `tables.select_entries` picks for every table (the run's own threshold policy). Values are
 rounded to 2 decimals; where the run has per-image results, each metric column `X` of the frame is
@@ -29,7 +29,7 @@ SUMMARY_COLUMNS = {
     "top1_cls": "Top-1 Cls",
     "pxap": "PxAP",
 }
-LABEL_COLUMNS = ["method", "dataset", "protocol", "seed", "eval"]
+LABEL_COLUMNS = ["method", "dataset", "regime", "seed", "eval"]
 SUMMARY_STYLE = TableStyle("summary", tuple(SUMMARY_COLUMNS), display_names=False, bold=False)
 INTERVAL_NOTE = ("± : half-width of the 95 % bootstrap interval over the test images (1,000 resamples; "
                  "τ re-selected in each resample under oracle-test, held under val).")
@@ -43,7 +43,7 @@ def summary_frame(paths: list[Path]) -> pd.DataFrame:
     for path in paths:
         entries = by_run[str(Path(path))]
         first = entries.iloc[0]
-        row = {"method": first["method"], "dataset": first["dataset"], "protocol": first["protocol"],
+        row = {"method": first["method"], "dataset": first["dataset"], "regime": first["regime"],
                "seed": first["seed"], "eval": f"{first['eval_protocol']}/{first['threshold_policy']}"}
         values = dict(zip(entries["metric"], entries["value"], strict=True))
         policy = None if pd.isna(first["own_policy"]) else first["own_policy"]

@@ -63,8 +63,8 @@ class ToyCAM(WSOLMethod):
             maps = output.extras["cams"][torch.arange(len(ids)), ids]
         return Localization(output.logits, maps)
 
-    def param_groups(self, protocol: str, trainable_blocks: int = 0) -> list[ParamGroup]:
-        if protocol == "parameter_efficient":
+    def param_groups(self, regime: str, trainable_blocks: int = 0) -> list[ParamGroup]:
+        if regime == "parameter_efficient":
             return [ParamGroup("head", list(self.head.named_parameters(prefix="head")), lr_scale=10.0)]
         named = list(self.named_parameters())
         return [

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import wsolbench
-from wsolbench.method import PROTOCOLS
+from wsolbench.method import REGIMES
 from wsolbench.metrics.maps import prepare_maps
 from wsolbench.metrics.protocols import EVAL_PROTOCOLS, get_protocol
 from wsolbench.registry import METHODS
@@ -87,7 +87,7 @@ def test_forward_loss_and_nothing_to_train():
     terms = model.loss(out, torch.tensor([0, 1, 2, 9]))
     assert set(terms) == {"loss", "cls"} and math.isclose(terms["loss"].item(), math.log(10), rel_tol=1e-6)
     assert list(model.parameters()) == []
-    assert all(model.param_groups(p) == [] for p in PROTOCOLS)
+    assert all(model.param_groups(p) == [] for p in REGIMES)
     assert model.param_groups("parameter_efficient", trainable_blocks=2) == []
-    with pytest.raises(ValueError, match="unknown protocol 'linear'"):
+    with pytest.raises(ValueError, match="unknown training regime 'linear'"):
         model.param_groups("linear")

@@ -19,7 +19,7 @@ from wsolbench.annotations import Metadata
 from wsolbench.cli import main
 from wsolbench.engine.checkpoint import load_training_state
 from wsolbench.engine.distributed import pick_device
-from wsolbench.engine.protocols import per_class_subset
+from wsolbench.engine.regimes import per_class_subset
 from wsolbench.engine.train import amp_dtype
 from wsolbench.errors import WsolbenchError
 from wsolbench.prepared_dataset import open_dataset

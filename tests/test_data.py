@@ -18,7 +18,7 @@ from wsolbench.annotations import (
     read_metadata,
     write_metadata,
 )
-from wsolbench.engine.protocols import per_class_subset
+from wsolbench.engine.regimes import per_class_subset
 
 SHIPPED = Path(__file__).resolve().parents[1] / "datasets" / "wsolevaluation" / "metadata"
 MASKS = Path(__file__).resolve().parent / "data" / "openimages_masks"

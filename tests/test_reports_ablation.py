@@ -51,7 +51,7 @@ def _write_cell_run(root, label: str, seed: int, value: float) -> str:
              "checkpoint": "last", "metrics": {"maxboxaccv2": value, "top1_loc": value - 10}}
     (run / "metrics.json").write_text(json.dumps({
         "experiment": f"abl/{label}", "dataset": "synthetic", "method": "sat",
-        "backbone": "deit_tiny_patch16_224", "protocol": "full", "seed": seed, "trainable_params": 5,
+        "backbone": "deit_tiny_patch16_224", "regime": "full", "seed": seed, "trainable_params": 5,
         "results": [entry]}))
     return str(run.relative_to(root))
 
@@ -88,8 +88,8 @@ def test_ablate_command_runs_the_engine_per_cell(tmp_path) -> None:
     """Two few-shot cells (10 training images) of the tiny SAT through plan_runs / execute."""
     args = ["ablate", "--method", "sat", "--dataset", "synthetic", "--experiment", "abl",
             "--grid", "method.hparams.use_norm_loss=true,false",
-            "--set", f"output_dir={tmp_path}", "--set", "train.epochs=1", "--set", "protocol.name=few_shot",
-            "--set", "protocol.shots=1", "--set", "eval.cam_curve_interval=0.05",
+            "--set", f"output_dir={tmp_path}", "--set", "train.epochs=1", "--set", "regime.name=few_shot",
+            "--set", "regime.shots=1", "--set", "eval.cam_curve_interval=0.05",
             "--set", "dataset.val_per_class=1"]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output

@@ -23,7 +23,7 @@ def _metrics(method: str, seed: int, value: float) -> dict:
         "dataset": "synthetic",
         "method": method,
         "backbone": "deit_tiny_patch16_224",
-        "protocol": "full",
+        "regime": "full",
         "seed": seed,
         "trainable_params": 123,
         "results": [

@@ -30,8 +30,8 @@ def main() -> None:
 
 @main.command("list")
 def list_command() -> None:
-    """List methods, datasets, backbones and protocols."""
-    from wsolbench.method import PROTOCOLS
+    """List methods, datasets, backbones, training regimes and evaluation protocols."""
+    from wsolbench.method import REGIMES
     from wsolbench.metrics.protocols import EVAL_PROTOCOLS, THRESHOLD_POLICIES
 
     click.echo("methods:")
@@ -43,7 +43,7 @@ def list_command() -> None:
     for name in DATASETS.names():
         adapter = DATASETS.get(name)
         click.echo(f"  {name:<14} {adapter.num_classes:>5} classes  {adapter.description}")
-    click.echo("training protocols: " + ", ".join(PROTOCOLS))
+    click.echo("training regimes: " + ", ".join(REGIMES))
     click.echo("evaluation protocols: " + ", ".join(EVAL_PROTOCOLS))
     click.echo("threshold policies: " + ", ".join(THRESHOLD_POLICIES))
     click.echo("report styles: " + ", ".join(REPORTS.names()))
@@ -124,6 +124,17 @@ dry_run_option = click.option("--dry-run", is_flag=True,
                                    "prepare, create and download nothing.")
 
 
+def _renamed_flag(old: str, new: str):
+    """A hidden option that refuses the flag `old` with one line naming `new`."""
+
+    def refuse(ctx: click.Context, param: click.Parameter, value: object) -> None:
+        if value:
+            raise WsolbenchError(f"{old} is now {new} (the training regime); evaluation protocols are "
+                                 "`evaluate --protocol` and the config key eval.protocol")
+
+    return click.option(old, hidden=True, expose_value=False, callback=refuse, help=f"Renamed: {new}.")
+
+
 def _print_dry_run(configs: list) -> None:
     from wsolbench.engine.dry_run import describe_plan
 
@@ -133,14 +144,15 @@ def _print_dry_run(configs: list) -> None:
 @main.command()
 @click.option("--method", required=True, help="Method name (see `list`).")
 @click.option("--dataset", default="synthetic", show_default=True)
-@click.option("--protocol", default=None, help="Training protocol: full, parameter_efficient, few_shot.")
+@click.option("--regime", default=None, help="Training regime: full, parameter_efficient, few_shot.")
+@_renamed_flag("--protocol", "--regime")
 @click.option("--seed", type=int, default=None)
 @config_option
 @set_option
 @click.option("--experiment", default=None, help="Experiment name (the folder under output_dir).")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run from checkpoints/last.pt.")
 @dry_run_option
-def train(method: str, dataset: str, protocol: str | None, seed: int | None, config_file: Path | None,
+def train(method: str, dataset: str, regime: str | None, seed: int | None, config_file: Path | None,
           overrides: tuple[str, ...], experiment: str | None, resume: bool, dry_run: bool) -> None:
     """Train and evaluate one method on one dataset; prints the run directory and its metrics."""
     from wsolbench.config import CHOICES
@@ -150,9 +162,9 @@ def train(method: str, dataset: str, protocol: str | None, seed: int | None, con
 
     _check_names("--method", "method", [method], METHODS.names())
     _check_names("--dataset", "dataset", [dataset], DATASETS.names())
-    _check_names("--protocol", "training protocol", [protocol] if protocol else [], CHOICES["protocol.name"])
+    _check_names("--regime", "training regime", [regime] if regime else [], CHOICES["regime.name"])
     user, source = _user_layer(config_file)
-    configs = plan_runs([method], [dataset], protocols=[protocol] if protocol else None,
+    configs = plan_runs([method], [dataset], regimes=[regime] if regime else None,
                         seeds=None if seed is None else [seed], user=user, user_source=source,
                         overrides=list(overrides), experiment=experiment)
     if dry_run:
@@ -232,17 +244,18 @@ def evaluate(method: str | None, dataset: str | None, checkpoint: Path, protocol
 @main.command()
 @click.option("--methods", default=None, help="Comma-separated methods (default: all registered).")
 @click.option("--dataset", "--datasets", "datasets", default=None, help="Comma-separated datasets.")
-@click.option("--protocols", default=None, help="Comma-separated training protocols (default: full).")
+@click.option("--regimes", default=None, help="Comma-separated training regimes (default: full).")
+@_renamed_flag("--protocols", "--regimes")
 @click.option("--seeds", default=None, help="Comma-separated seeds (default: 0).")
 @config_option
 @set_option
 @click.option("--experiment", default=None, help="Experiment name (the folder under output_dir).")
 @click.option("--resume", is_flag=True, help="Continue interrupted runs (finished ones of the same config are reused).")
 @dry_run_option
-def run(methods: str | None, datasets: str | None, protocols: str | None, seeds: str | None,
+def run(methods: str | None, datasets: str | None, regimes: str | None, seeds: str | None,
         config_file: Path | None, overrides: tuple[str, ...], experiment: str | None, resume: bool,
         dry_run: bool) -> None:
-    """Plan → train → evaluate → table for every method × dataset × protocol × seed.
+    """Plan → train → evaluate → table for every method × dataset × training regime × seed.
 
     With no --methods and no --dataset this is the embedded default benchmark: every method on the
     synthetic dataset with tiny backbones (wsolbench/engine/default_run.yaml), minutes on a CPU.
@@ -264,10 +277,10 @@ def run(methods: str | None, datasets: str | None, protocols: str | None, seeds:
     dataset_list = dataset_list or plan.get("datasets") or ["synthetic"]
     _check_names("--methods", "method", method_list, METHODS.names())
     _check_names("--dataset", "dataset", dataset_list, DATASETS.names())
-    _check_names("--protocols", "training protocol", _csv(protocols) or [], CHOICES["protocol.name"])
+    _check_names("--regimes", "training regime", _csv(regimes) or [], CHOICES["regime.name"])
     user, source = _user_layer(config_file)
     configs = plan_runs(method_list, dataset_list,
-                        protocols=_csv(protocols) or plan.get("protocols") or ["full"],
+                        regimes=_csv(regimes) or plan.get("regimes") or ["full"],
                         seeds=_seeds(seeds) or plan.get("seeds") or [0], user=user, user_source=source,
                         overrides=list(overrides), experiment=experiment or plan.get("experiment"), base=base)
     if dry_run:

@@ -2,7 +2,7 @@
 
 A study is a cartesian grid over config keys (`--grid key=v1,v2`, values parsed like `--set`). Each
 cell runs as its own experiment `<experiment>/<cell label>`, so its run directories are
-`<output_dir>/<experiment>/<cell label>/<dataset>/<method>-<protocol>-seed<k>/` (the engine's
+`<output_dir>/<experiment>/<cell label>/<dataset>/<method>-<regime>-seed<k>/` (the engine's
 run_path with a nested experiment name), e.g. `runs/ablation-sat-synthetic/use_area_loss=false,
 use_norm_loss=true/synthetic/sat-full-seed0/`. Every such run directory gets `ablation.json`
 ({experiment, study, cell, overrides}) and `<output_dir>/<experiment>/ablation.json` is the
@@ -96,7 +96,7 @@ def plan_ablation(method: str, dataset: str, studies: list[Study], overrides: li
     planned = []
     for study in studies:
         for cell in cells(study):
-            configs = plan_runs([method], [dataset], protocols=None, seeds=list(seeds), user=user,
+            configs = plan_runs([method], [dataset], regimes=None, seeds=list(seeds), user=user,
                                 user_source=user_source, overrides=[*overrides, *cell["overrides"]],
                                 experiment=f"{experiment}/{cell['label']}", base=base)
             planned.append((study, cell, configs))

@@ -1,9 +1,9 @@
 """Plan and execute runs: config → dataset + method → train → evaluate → run directory.
 
-    configs = plan_runs(methods=["sat"], datasets=["synthetic"], protocols=["full"], seeds=[0])
+    configs = plan_runs(methods=["sat"], datasets=["synthetic"], regimes=["full"], seeds=[0])
     run_dirs = execute(configs, resume=False)
 
-Each run writes `<output_dir>/<experiment>/<dataset>/<method>-<protocol>-seed<k>/` (config.yaml,
+Each run writes `<output_dir>/<experiment>/<dataset>/<method>-<regime>-seed<k>/` (config.yaml,
 log.jsonl, checkpoints/{last,best}.pt, metrics.json, curves.csv, samples.npz, per_image.npz; few_shot_ids.txt
 under few_shot). Under torchrun every rank executes the same plan; only rank 0 writes. The summary
 table of a batch of runs is wsolbench.reports.summary.
@@ -23,7 +23,7 @@ import yaml
 
 from wsolbench.annotations import Metadata
 from wsolbench.atomic import atomic_write
-from wsolbench.config import ConfigError, ExperimentConfig, Override, dump, resolve, to_dict
+from wsolbench.config import ConfigError, ExperimentConfig, Override, dump, migrate_saved, resolve, to_dict
 from wsolbench.engine import distributed
 from wsolbench.engine.checkpoint import save_checkpoint, seed_everything
 from wsolbench.engine.distributed import DistInfo
@@ -37,7 +37,7 @@ from wsolbench.engine.evaluate import (
     selection_metric,
 )
 from wsolbench.engine.loaders import WSOLDataset, train_transform
-from wsolbench.engine.protocols import count_trainable, per_class_subset, trainable_groups, training_images
+from wsolbench.engine.regimes import count_trainable, per_class_subset, trainable_groups, training_images
 from wsolbench.engine.train import Trainer, amp_dtype, micro_batch_size
 from wsolbench.errors import MissingFileError, RunConflictError, WsolbenchError
 from wsolbench.method import WSOLMethod, create_method
@@ -71,7 +71,7 @@ def _deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
 def plan_runs(
     methods: list[str],
     datasets: list[str],
-    protocols: list[str] | None = ("full",),
+    regimes: list[str] | None = ("full",),
     seeds: list[int] | None = (0,),
     user: dict[str, Any] | None = None,
     user_source: str = "",
@@ -79,10 +79,10 @@ def plan_runs(
     experiment: str | None = None,
     base: dict[str, Any] | None = None,
 ) -> list[ExperimentConfig]:
-    """One validated config per (method × dataset × protocol × seed), resolved before any work.
+    """One validated config per (method × dataset × training regime × seed), resolved before any work.
 
     `base` is the embedded-defaults layer (see wsolbench.config.resolve); its optional key
-    `per_method: {<method>: {...}}` adds a per-method layer on top of it. `protocols` / `seeds`
+    `per_method: {<method>: {...}}` adds a per-method layer on top of it. `regimes` / `seeds`
     None keep what the config layers say. Every config error surfaces here, before training.
     """
     configs = []
@@ -91,9 +91,9 @@ def plan_runs(
     for method in methods:
         method_base = _deep_merge(base, per_method.get(method) or {})
         for dataset in datasets:
-            for protocol in protocols or [None]:
+            for regime in regimes or [None]:
                 for seed in seeds or [None]:
-                    extra: list[Override] = [("protocol.name", protocol)] if protocol is not None else []
+                    extra: list[Override] = [("regime.name", regime)] if regime is not None else []
                     extra += [("seed", seed)] if seed is not None else []
                     extra += [("experiment", str(experiment))] if experiment else []  # "2024" stays a string
                     configs.append(resolve(
@@ -191,7 +191,7 @@ def _run_mode(run: RunDir, config: ExperimentConfig, resume: bool) -> str:
     finished = (run.path / "metrics.json").is_file()
     if not saved_path.is_file() or not (finished or (run.checkpoints / "last.pt").is_file()):
         return "fresh"
-    diff = _config_diff(yaml.safe_load(saved_path.read_text()), to_dict(config))
+    diff = _config_diff(migrate_saved(yaml.safe_load(saved_path.read_text())), to_dict(config))
     if diff:
         changes = "\n  ".join(diff)
         raise RunConflictError(
@@ -249,7 +249,7 @@ def fetch_all_pretrained(configs: list[ExperimentConfig], info: DistInfo) -> Non
 def run_one(config: ExperimentConfig, resume: bool, info: DistInfo) -> Path:
     """Train (or continue) one run, then evaluate it; returns its run directory."""
     path = run_path(config.output_dir, config.experiment, config.dataset.name, config.method.name,
-                    config.protocol.name, config.seed)
+                    config.regime.name, config.seed)
     run = RunDir(path)
     mode: Any = None
     if info.is_main:
@@ -283,7 +283,7 @@ def _train_and_evaluate(config: ExperimentConfig, run: RunDir, info: DistInfo, r
     test_meta = prepared.split("test")
     groups = trainable_groups(model, config)
     trainable = count_trainable(groups)
-    if info.is_main and config.protocol.name == "few_shot":
+    if info.is_main and config.regime.name == "few_shot":
         run.write_text("few_shot_ids.txt", "\n".join(train_meta.image_ids) + "\n")
 
     last_val: dict[str, Any] = {}
@@ -330,9 +330,9 @@ def missing_val_note(prepared: PreparedDataset, config: ExperimentConfig, traine
 
 
 def _few_shot_info(config: ExperimentConfig, train_meta: Metadata) -> dict[str, Any]:
-    if config.protocol.name != "few_shot":
+    if config.regime.name != "few_shot":
         return {}
-    return {"few_shot": {"shots": config.protocol.shots, "seed": config.seed, "images": len(train_meta),
+    return {"few_shot": {"shots": config.regime.shots, "seed": config.seed, "images": len(train_meta),
                          "ids_file": "few_shot_ids.txt"}}
 
 
@@ -347,7 +347,7 @@ def evaluate_into(
     checkpoint: str,
     val_result: Any = None,
     extra: dict[str, Any] | None = None,
-    protocol_name: str | None = None,
+    regime_name: str | None = None,
 ) -> None:
     """Evaluate val (oracle-test) and test, then write metrics.json, curves.csv, samples.npz and, for
     box datasets, per_image.npz (the test images' results; wsolbench.metrics.per_image).
@@ -385,7 +385,7 @@ def evaluate_into(
         "dataset": config.dataset.name,
         "method": config.method.name,
         "backbone": backbone_name(config),
-        "protocol": protocol_name or config.protocol.name,
+        "regime": regime_name or config.regime.name,
         "seed": config.seed,
         **(extra or {}),
         "results": entries,
@@ -405,7 +405,7 @@ def evaluate_into(
 def evaluate_checkpoint(config: ExperimentConfig, checkpoint: Path, output: Path | None = None) -> Path:
     """Score a checkpoint (ours or an official one, via method.load_checkpoint) under config.eval.
 
-    Writes metrics.json (protocol 'external', checkpoint = the file), curves.csv and samples.npz to
+    Writes metrics.json (regime 'external', checkpoint = the file), curves.csv and samples.npz to
     `output` (default `<output_dir>/<experiment>/<dataset>/<method>-eval-<eval protocol>-seed<k>`).
     """
     info = distributed.setup(config.device)
@@ -423,7 +423,7 @@ def evaluate_checkpoint(config: ExperimentConfig, checkpoint: Path, output: Path
         if info.is_main:
             run.write_text("config.yaml", dump(config))
         evaluate_into(run, model, prepared, config, info, val_metadata(prepared, config),
-                      prepared.split("test"), str(checkpoint), protocol_name="external",
+                      prepared.split("test"), str(checkpoint), regime_name="external",
                       extra={"trainable_params": 0})
     finally:
         run.release()

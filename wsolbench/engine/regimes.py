@@ -1,7 +1,7 @@
-"""Training protocols: which parameters train (`full`, `parameter_efficient`) and on which images
+"""Training regimes: which parameters train (`full`, `parameter_efficient`) and on which images
 (`few_shot`: k per class).
 
-`few_shot` trains the full model on `config.protocol.shots` images per class drawn by
+`few_shot` trains the full model on `config.regime.shots` images per class drawn by
 `per_class_subset` with seed `config.seed` (an assumption: neither the SAT paper nor
 its code says how the published few-shot images were drawn).
 """
@@ -16,13 +16,13 @@ from wsolbench.method import ParamGroup, WSOLMethod
 
 
 def trainable_groups(model: WSOLMethod, config: ExperimentConfig) -> list[ParamGroup]:
-    """The method's ParamGroups for the protocol; every parameter outside them is frozen.
+    """The method's ParamGroups for the training regime; every parameter outside them is frozen.
 
     Guarantees: afterwards `requires_grad` is True exactly for the parameters in the returned
     groups, and no parameter appears in two groups (ValueError naming it otherwise).
     """
-    if config.protocol.name == "parameter_efficient":
-        groups = model.param_groups("parameter_efficient", trainable_blocks=config.protocol.trainable_blocks)
+    if config.regime.name == "parameter_efficient":
+        groups = model.param_groups("parameter_efficient", trainable_blocks=config.regime.trainable_blocks)
     else:
         groups = model.param_groups("full")
     owner: dict[int, str] = {}
@@ -45,9 +45,9 @@ def count_trainable(groups: list[ParamGroup]) -> int:
 
 def training_images(train: Metadata, config: ExperimentConfig) -> Metadata:
     """All train images, or `shots` per class under few_shot (depends only on metadata, shots, seed)."""
-    if config.protocol.name != "few_shot":
+    if config.regime.name != "few_shot":
         return train
-    return per_class_subset(train, config.protocol.shots, config.seed)
+    return per_class_subset(train, config.regime.shots, config.seed)
 
 
 def per_class_subset(metadata: Metadata, k: int, seed: int) -> Metadata:

@@ -138,7 +138,7 @@ def gather_per_image(accumulator: BoxAccumulator, metadata: Metadata, info: Dist
     return concat(parts).aligned_to(np.asarray(metadata.image_ids, dtype=str), "evaluation shards")
 
 
-def score(
+def result_under_policy(
     accumulator: BoxAccumulator | MaskAccumulator,
     policy: str,
     fixed: dict[str, float] | list[float] | None = None,

@@ -33,7 +33,7 @@ from wsolbench.engine.evaluate import (
     gather_per_image,
     qualitative_samples,
     result_entry,
-    score,
+    result_under_policy,
     selection_metric,
 )
 from wsolbench.engine.loaders import WSOLDataset, train_transform
@@ -290,7 +290,7 @@ def _train_and_evaluate(config: ExperimentConfig, run: RunDir, info: DistInfo, r
 
     def validate(module: WSOLMethod) -> tuple[str, float]:
         accumulator = accumulate(module, prepared, val_meta, config, info)
-        result = score(accumulator, "oracle-test")
+        result = result_under_policy(accumulator, "oracle-test")
         metric = selection_metric(val_meta)
         last_val["result"] = result
         return metric, float(result.metrics[metric])
@@ -358,13 +358,13 @@ def evaluate_into(
     entries, curves = [], []
     if val_meta is not None:
         if val_result is None:
-            val_result = score(accumulate(model, prepared, val_meta, config, info), "oracle-test")
+            val_result = result_under_policy(accumulate(model, prepared, val_meta, config, info), "oracle-test")
         entries.append(result_entry("val", config, "oracle-test", checkpoint, val_result))
         curves.append(curves_frame("val", config, "oracle-test", val_result))
     boxes = test_meta.kind != "masks"
     test_acc = accumulate(model, prepared, test_meta, config, info, record_images=boxes)
     per_image = gather_per_image(test_acc, test_meta, info) if boxes else None
-    oracle = score(test_acc, "oracle-test")
+    oracle = result_under_policy(test_acc, "oracle-test")
     entries.append(result_entry("test", config, "oracle-test", checkpoint, oracle))
     curves.append(curves_frame("test", config, "oracle-test", oracle))
     chosen = oracle
@@ -372,9 +372,9 @@ def evaluate_into(
     if policy == "val":
         if val_result is None:
             raise ConfigError(f"eval.threshold_policy 'val' needs a val split with GT in {prepared.root}")
-        chosen = score(test_acc, "fixed", dict(val_result.thresholds))
+        chosen = result_under_policy(test_acc, "fixed", dict(val_result.thresholds))
     elif policy == "fixed":
-        chosen = score(test_acc, "fixed", list(config.eval.thresholds))
+        chosen = result_under_policy(test_acc, "fixed", list(config.eval.thresholds))
     if policy != "oracle-test":
         entries.append(result_entry("test", config, policy, checkpoint, chosen))
         curves.append(curves_frame("test", config, policy, chosen))

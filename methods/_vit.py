@@ -23,7 +23,7 @@ from timm.layers import resample_abs_pos_embed
 from timm.models.vision_transformer import Attention, Block, VisionTransformer
 from torch import Tensor, nn
 
-from wsolbench.method import check_keys, read_state_dict
+from wsolbench.contracts.method import check_keys, read_state_dict
 from wsolbench.weights import published_file, published_weights
 
 # Classifier heads of published ViT/DeiT checkpoints; no WSOL method reuses them.

@@ -31,7 +31,7 @@ import torchvision
 from torch import Tensor, nn
 from torchvision.models import inception as tv_inception
 
-from wsolbench.method import (
+from wsolbench.contracts.method import (
     Localization,
     MethodOptionError,
     MethodOutput,

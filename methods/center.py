@@ -22,7 +22,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
-from wsolbench.method import Localization, MethodOptionError, MethodOutput, WSOLMethod
+from wsolbench.contracts.method import Localization, MethodOptionError, MethodOutput, WSOLMethod
 from wsolbench.registry import register_method
 
 

@@ -41,7 +41,7 @@ from wsolbench.methods._vit import (
     split_qkv,
 )
 
-from wsolbench.method import Localization, MethodOptionError, MethodOutput, WSOLMethod
+from wsolbench.contracts.method import Localization, MethodOptionError, MethodOutput, WSOLMethod
 from wsolbench.registry import register_method
 
 

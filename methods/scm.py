@@ -20,7 +20,7 @@ import torch
 from torch import Tensor, nn
 from wsolbench.methods.ts_cam import TSCAM
 
-from wsolbench.method import Localization, MethodOutput
+from wsolbench.contracts.method import Localization, MethodOutput
 from wsolbench.registry import register_method
 
 NEWTON_SCHULZ_STEPS = (16, 4, 4, 4)  # iterations per block, as the official code runs them

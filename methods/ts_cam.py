@@ -27,7 +27,7 @@ from wsolbench.methods._vit import (
     plain_attention,
 )
 
-from wsolbench.method import Localization, MethodOutput, WSOLMethod
+from wsolbench.contracts.method import Localization, MethodOutput, WSOLMethod
 from wsolbench.registry import register_method
 
 DROP_PATH_RATE = 0.1  # the argparse default of TS-CAM's and SCM's official scripts

@@ -22,7 +22,7 @@ from torch import Tensor, nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from wsolbench.annotations import Metadata, write_metadata  # noqa: E402
-from wsolbench.method import Localization, MethodOutput, ParamGroup, WSOLMethod  # noqa: E402
+from wsolbench.contracts.method import Localization, MethodOutput, ParamGroup, WSOLMethod  # noqa: E402
 from wsolbench.prepared_dataset import PreparedDataset, write_dataset_info  # noqa: E402
 from wsolbench.registry import METHODS, register_method  # noqa: E402
 

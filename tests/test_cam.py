@@ -11,7 +11,7 @@ from torchvision.models.vgg import cfgs, make_layers
 
 import wsolbench
 from wsolbench.config import ExperimentConfig, backbone_layer, merge, method_layer, resolve
-from wsolbench.method import CheckpointError
+from wsolbench.contracts.method import CheckpointError
 from wsolbench.registry import METHODS
 
 

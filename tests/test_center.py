@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import wsolbench
-from wsolbench.method import REGIMES
+from wsolbench.contracts.method import REGIMES
 from wsolbench.metrics.maps import prepare_maps
 from wsolbench.metrics.protocols import EVAL_PROTOCOLS, get_protocol
 from wsolbench.registry import METHODS

@@ -10,7 +10,7 @@ from engine_toy import TOY, make_dataset, overrides
 
 from wsolbench.cli import main
 from wsolbench.config import ConfigError, resolve
-from wsolbench.method import create_method
+from wsolbench.contracts.method import create_method
 from wsolbench.metrics.protocols import get_protocol
 from wsolbench.registry import RegistryError, closest
 

@@ -17,10 +17,10 @@ from wsolbench import maps_to_boxes
 from wsolbench.annotations import IMAGENET_MEAN, IMAGENET_STD
 from wsolbench.cli import main
 from wsolbench.config import resolve
+from wsolbench.contracts.method import Localization, MethodOutput, WSOLMethod
 from wsolbench.engine.distributed import DistInfo
 from wsolbench.engine.evaluate import accumulate, top1_class_maps
 from wsolbench.engine.runner import execute, plan_runs
-from wsolbench.method import Localization, MethodOutput, WSOLMethod
 from wsolbench.metrics.accumulators import BoxAccumulator
 from wsolbench.metrics.boxes import sweep_boxes, sweep_ious
 from wsolbench.metrics.maps import prepare_maps

@@ -12,8 +12,8 @@ import torch
 from torch import Tensor, nn
 
 import wsolbench
+from wsolbench.contracts.method import REGIMES, Localization, MethodOptionError, MethodOutput, WSOLMethod
 from wsolbench.errors import WsolbenchError
-from wsolbench.method import REGIMES, Localization, MethodOptionError, MethodOutput, WSOLMethod
 from wsolbench.registry import METHODS, register_method
 
 MINI = "contract_mini"

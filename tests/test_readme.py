@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from wsolbench.reports.references import load_references, lookup
 
-from wsolbench.method import WSOLMethod
+from wsolbench.contracts.method import WSOLMethod
 from wsolbench.metrics.protocols import EVAL_PROTOCOLS
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -11,7 +11,7 @@ from wsolbench.methods.sat import gaussian_kernel
 
 import wsolbench
 from wsolbench.config import ExperimentConfig, merge, method_layer
-from wsolbench.method import CheckpointError
+from wsolbench.contracts.method import CheckpointError
 
 TINY = {"embed_dim": 32, "depth": 4, "num_heads": 2}
 

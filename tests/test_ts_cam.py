@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 import wsolbench
-from wsolbench.method import CheckpointError
+from wsolbench.contracts.method import CheckpointError
 
 NUM_CLASSES = 5
 TINY = dict(

@@ -17,9 +17,9 @@ from torchvision import transforms as T
 
 from wsolbench.annotations import IMAGENET_MEAN, IMAGENET_STD, Metadata, MetadataError
 from wsolbench.config import ExperimentConfig
+from wsolbench.contracts.method import WSOLMethod
 from wsolbench.engine.distributed import DistInfo, all_gather_object, all_reduce_sum_
 from wsolbench.engine.loaders import WSOLDataset, collate
-from wsolbench.method import WSOLMethod
 from wsolbench.metrics.accumulators import BoxAccumulator, MaskAccumulator, MetricResult
 from wsolbench.metrics.boxes import sweep_boxes
 from wsolbench.metrics.maps import prepare_maps

@@ -12,7 +12,7 @@ import numpy as np
 
 from wsolbench.annotations import Metadata
 from wsolbench.config import ConfigError, ExperimentConfig
-from wsolbench.method import ParamGroup, WSOLMethod
+from wsolbench.contracts.method import ParamGroup, WSOLMethod
 
 
 def trainable_groups(model: WSOLMethod, config: ExperimentConfig) -> list[ParamGroup]:

@@ -24,6 +24,7 @@ import yaml
 from wsolbench.annotations import Metadata
 from wsolbench.atomic import atomic_write
 from wsolbench.config import ConfigError, ExperimentConfig, Override, dump, migrate_saved, resolve, to_dict
+from wsolbench.contracts.method import WSOLMethod, create_method
 from wsolbench.engine import distributed
 from wsolbench.engine.checkpoint import save_checkpoint, seed_everything
 from wsolbench.engine.distributed import DistInfo
@@ -40,7 +41,6 @@ from wsolbench.engine.loaders import WSOLDataset, train_transform
 from wsolbench.engine.regimes import count_trainable, per_class_subset, trainable_groups, training_images
 from wsolbench.engine.train import Trainer, amp_dtype, micro_batch_size
 from wsolbench.errors import MissingFileError, RunConflictError, WsolbenchError
-from wsolbench.method import WSOLMethod, create_method
 from wsolbench.metrics.per_image import save as save_per_image
 from wsolbench.prepared_dataset import PreparedDataset, open_dataset
 from wsolbench.registry import DATASETS, METHODS

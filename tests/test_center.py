@@ -11,7 +11,7 @@ import torch
 
 import wsolbench
 from wsolbench.contracts.method import REGIMES
-from wsolbench.metrics.maps import prepare_maps
+from wsolbench.metrics.maps import normalize_maps
 from wsolbench.metrics.protocols import EVAL_PROTOCOLS, get_protocol
 from wsolbench.registry import METHODS
 
@@ -67,7 +67,7 @@ def test_prepared_map_gives_centred_boxes(protocol_name, crop):
     protocol = get_protocol(protocol_name, crop_size=crop, resize_size=crop * 8 // 7)
     size = protocol.size
     raw = center().localize(torch.zeros(1, 3, size, size)).maps
-    prepared = prepare_maps(protocol, raw)[0]
+    prepared = normalize_maps(protocol, raw)[0]
     assert prepared.shape == (size, size)
     widths = []
     for tau in (0.1, 0.3, 0.5, 0.7, 0.9):

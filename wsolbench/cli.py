@@ -379,15 +379,14 @@ def ablate(method: str, dataset: str, grids: tuple[str, ...], seeds: str, config
 def score(scoremaps: Path, metadata_dir: Path, metric: str, cam_curve_interval: float, iou_thresholds: str,
           mask_root: Path | None, output: Path, workers: int | None, per_image: Path | None) -> None:
     """Score saved maps against a metadata split (oracle-test threshold sweep) and write OUT.json."""
-    from wsolbench.metrics.score import score as run_score
-    from wsolbench.metrics.score import write_score
+    from wsolbench.metrics.score import score_saved_maps, write_score
 
     try:
         deltas = [int(d) for d in iou_thresholds.split(",")]
     except ValueError:
         raise click.BadParameter(f"expected integers like 30,50,70, got {iou_thresholds!r}",
                                  param_hint="--iou-thresholds") from None
-    record = run_score(scoremaps, metadata_dir, metric, cam_curve_interval, deltas, mask_root, workers,
+    record = score_saved_maps(scoremaps, metadata_dir, metric, cam_curve_interval, deltas, mask_root, workers,
                        per_image_output=per_image)
     write_score(record, output)
     per_iou = ", ".join(f"IoU{d} {v:.2f}" for d, v in record["per_iou"].items())

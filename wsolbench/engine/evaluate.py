@@ -22,7 +22,7 @@ from wsolbench.engine.distributed import DistInfo, all_gather_object, all_reduce
 from wsolbench.engine.loaders import WSOLDataset, collate
 from wsolbench.metrics.accumulators import BoxAccumulator, MaskAccumulator, MetricResult
 from wsolbench.metrics.boxes import sweep_boxes
-from wsolbench.metrics.maps import prepare_maps
+from wsolbench.metrics.maps import normalize_maps
 from wsolbench.metrics.per_image import PerImage, concat
 from wsolbench.metrics.protocols import EvalProtocol, get_protocol, threshold_list
 from wsolbench.prepared_dataset import PreparedDataset
@@ -124,8 +124,8 @@ def accumulate(
             flat = model(views.flatten(0, 1)).logits.float()
             logits = flat.softmax(-1).view(len(labels), views.shape[1], -1).mean(1)
         top1_maps = top1_class_maps(model, images, labels, logits, maps) if protocol.box_map == "top1_class" else None
-        top1 = None if top1_maps is None else prepare_maps(protocol, top1_maps)
-        accumulator.update_prepared(prepare_maps(protocol, maps), batch["boxes"], labels.cpu(),
+        top1 = None if top1_maps is None else normalize_maps(protocol, top1_maps)
+        accumulator.update_prepared(normalize_maps(protocol, maps), batch["boxes"], labels.cpu(),
                                     logits.float().cpu(), names=batch["image_id"], top1_prepared=top1)
     model.train(was_training)
     accumulator.reduce(lambda counts: all_reduce_sum_(counts, info))
@@ -192,7 +192,7 @@ def qualitative_samples(
     model.eval()
     localization = model.localize(batch["image"].to(device), class_ids=batch["label"].to(device))
     model.train(was_training)
-    maps = prepare_maps(protocol, localization.maps.float().cpu())
+    maps = normalize_maps(protocol, localization.maps.float().cpu())
     mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
     std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
     pixels = ((batch["image"] * std + mean).clamp(0, 1) * 255).round().to(torch.uint8)

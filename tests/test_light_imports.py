@@ -2,19 +2,7 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[1]
-HEAVY = ("torch", "torchvision", "timm")
-
-
-def loaded_after(code: str) -> list[str]:
-    """Which of HEAVY a fresh interpreter has imported after running `code`."""
-    probe = f"{code}\nimport sys\nprint('loaded:' + ','.join(m for m in {HEAVY!r} if m in sys.modules))"
-    out = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True)
-    return [m for m in out.stdout.splitlines()[-1].removeprefix("loaded:").split(",") if m]
+from test_metrics_startup import loaded_after
 
 
 def test_results_module_imports_without_torch():

@@ -11,10 +11,10 @@ import pytest
 import torch
 from click.testing import CliRunner
 from wsolbench.datasets._build import require
-from wsolbench.reports.ablation import load_manifest
 from wsolbench.reports.references import load_references
 from wsolbench.reports.runs import load_run_frame
 
+from wsolbench.ablation_manifest import load_manifest
 from wsolbench.annotations import Metadata
 from wsolbench.cli import main
 from wsolbench.engine.checkpoint import load_training_state

@@ -44,7 +44,7 @@ from reference_metrics import reference_box_counts  # noqa: E402
 from wsolbench.annotations import Metadata, write_metadata  # noqa: E402
 from wsolbench.metrics.accumulators import BoxAccumulator  # noqa: E402
 from wsolbench.metrics.component_trees import load_kernels  # noqa: E402
-from wsolbench.metrics.maps import prepare_maps  # noqa: E402
+from wsolbench.metrics.maps import normalize_maps  # noqa: E402
 from wsolbench.metrics.protocols import get_protocol, threshold_list  # noqa: E402
 
 DELTAS = (30, 50, 70)
@@ -85,7 +85,7 @@ def family(name: str, count: int, seed: int = 0) -> tuple[np.ndarray, list[np.nd
         maps = (maps - maps.min((1, 2), keepdims=True)) / np.ptp(maps, (1, 2), keepdims=True)
     else:
         raw = np.stack([smooth_raw(rng) if name == "smooth" else cluttered_raw(rng) for _ in range(count)])
-        maps = prepare_maps(protocol, raw)
+        maps = normalize_maps(protocol, raw)
         if name == "cluttered":  # per-pixel jitter after upsampling, as real CAMs of noisy backbones have
             maps = maps + 0.02 * rng.random(maps.shape)
             maps = (maps - maps.min((1, 2), keepdims=True)) / np.ptp(maps, (1, 2), keepdims=True)

@@ -35,7 +35,7 @@ from torch._C._profiler import _EventType
 from torch.utils.flop_counter import FlopCounterMode
 
 import wsolbench
-from wsolbench.method import MethodOutput
+from wsolbench.contracts.method import MethodOutput
 from wsolbench.registry import METHODS
 
 TRANSFORMER_METHODS = ("sat", "ts_cam", "scm")

@@ -13,20 +13,19 @@ from pathlib import Path
 from PIL import Image
 from tqdm import tqdm
 
-from wsolbench.atomic import current_umask
-from wsolbench.data import (
+from wsolbench.annotations import (
     Box,
     ImageError,
     Metadata,
     MetadataError,
-    PreparedDataset,
     describe_image_error,
     load_image,
     read_metadata,
-    write_dataset_info,
     write_metadata,
 )
+from wsolbench.atomic import current_umask
 from wsolbench.errors import MissingFileError, problem_report
+from wsolbench.prepared_dataset import PreparedDataset, write_dataset_info
 
 SHIPPED_METADATA = Path(__file__).resolve().parent / "wsolevaluation" / "metadata"
 

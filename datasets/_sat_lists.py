@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from wsolbench.data import Box, Metadata, MetadataError, read_lines
+from wsolbench.annotations import Box, Metadata, MetadataError, read_lines
 
 from ._build import end_box, image_size
 

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from wsolbench.data import DatasetAdapter, MetadataError, PreparedDataset, open_dataset
+from wsolbench.annotations import MetadataError
+from wsolbench.contracts.dataset import DatasetAdapter
+from wsolbench.prepared_dataset import PreparedDataset, open_dataset
 from wsolbench.registry import register_dataset
 
 from ._build import require, staged, write_prepared

@@ -14,15 +14,9 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
-from wsolbench.data import (
-    DatasetAdapter,
-    Metadata,
-    MetadataError,
-    PreparedDataset,
-    open_dataset,
-    read_lines,
-    read_metadata,
-)
+from wsolbench.annotations import Metadata, MetadataError, read_lines, read_metadata
+from wsolbench.contracts.dataset import DatasetAdapter
+from wsolbench.prepared_dataset import PreparedDataset, open_dataset
 from wsolbench.registry import register_dataset
 
 from ._build import (

@@ -20,17 +20,10 @@ import warnings
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from wsolbench.data import (
-    Box,
-    DatasetAdapter,
-    Metadata,
-    MetadataError,
-    PreparedDataset,
-    open_dataset,
-    read_lines,
-    read_metadata,
-)
+from wsolbench.annotations import Box, Metadata, MetadataError, read_lines, read_metadata
+from wsolbench.contracts.dataset import DatasetAdapter
 from wsolbench.errors import MissingFileError
+from wsolbench.prepared_dataset import PreparedDataset, open_dataset
 from wsolbench.registry import register_dataset
 
 from ._build import (

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from wsolbench.data import SPLITS, DatasetAdapter, PreparedDataset, open_dataset, read_metadata
+from wsolbench.annotations import SPLITS, read_metadata
+from wsolbench.contracts.dataset import DatasetAdapter
+from wsolbench.prepared_dataset import PreparedDataset, open_dataset
 from wsolbench.registry import register_dataset
 
 from ._build import SHIPPED_METADATA, require, require_all, staged, write_prepared

@@ -29,14 +29,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from wsolbench.data import (
-    DatasetAdapter,
-    Metadata,
-    PreparedDataset,
-    open_dataset,
-    write_dataset_info,
-    write_metadata,
-)
+from wsolbench.annotations import Metadata, write_metadata
+from wsolbench.contracts.dataset import DatasetAdapter
+from wsolbench.prepared_dataset import PreparedDataset, open_dataset, write_dataset_info
 from wsolbench.registry import register_dataset
 
 from ._build import staged

@@ -23,11 +23,13 @@ from timm.layers import resample_abs_pos_embed
 from timm.models.vision_transformer import Attention, Block, VisionTransformer
 from torch import Tensor, nn
 
-from wsolbench.method import check_keys, read_state_dict
+from wsolbench.contracts.method import check_keys, read_state_dict
 from wsolbench.weights import published_file, published_weights
 
 # Classifier heads of published ViT/DeiT checkpoints; no WSOL method reuses them.
 HEAD_PREFIXES = ("head.", "head_dist.")
+VIT_BACKBONE_NAMES = {"deit_tiny_patch16_224": "DeiT-T", "deit_small_patch16_224": "DeiT-S",
+                      "deit_base_patch16_224": "DeiT-B"}  # display names in tables and plots
 
 
 class ViTBackbone(nn.Module):

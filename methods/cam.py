@@ -31,7 +31,7 @@ import torchvision
 from torch import Tensor, nn
 from torchvision.models import inception as tv_inception
 
-from wsolbench.method import (
+from wsolbench.contracts.method import (
     Localization,
     MethodOptionError,
     MethodOutput,
@@ -60,10 +60,13 @@ class CAM(WSOLMethod):
     """
 
     name: ClassVar[str] = "cam"
+    display_name: ClassVar[str] = "CAM"
     default_hparams: ClassVar[dict[str, Any]] = {"large_feature_map": False, "lr_classifier_ratio": 10.0}
     default_backbone: ClassVar[str | None] = "resnet50"
     weights_hub: ClassVar[str | None] = "torchvision"
     backbones: ClassVar[tuple[str, ...]] = ("resnet50", "vgg16", "inception_v3", "resnet18")
+    backbone_names: ClassVar[dict[str, str]] = {"resnet50": "ResNet50", "vgg16": "VGG16", "inception_v3": "InceptionV3",
+                                                "resnet18": "ResNet18"}
     backbone_options: ClassVar[tuple[str, ...]] = ("pretrained",)
 
     def __new__(cls, *args: Any, backbone: str | None = None, **kwargs: Any) -> CAM:

@@ -22,7 +22,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
-from wsolbench.method import Localization, MethodOptionError, MethodOutput, WSOLMethod
+from wsolbench.contracts.method import Localization, MethodOptionError, MethodOutput, WSOLMethod
 from wsolbench.registry import register_method
 
 
@@ -31,6 +31,7 @@ class CenterBaseline(WSOLMethod):
     """A fixed centred Gaussian map with uniform logits; see the module docstring."""
 
     name: ClassVar[str] = "center"
+    display_name: ClassVar[str] = "Center baseline"
     default_hparams: ClassVar[dict[str, Any]] = {"grid_size": None, "sigma": 0.25}
     default_backbone: ClassVar[str | None] = None
     backbones: ClassVar[tuple[str, ...]] = ()

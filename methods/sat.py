@@ -32,6 +32,7 @@ from timm.layers import trunc_normal_
 from timm.models.vision_transformer import Attention
 from torch import Tensor, nn
 from wsolbench.methods._vit import (
+    VIT_BACKBONE_NAMES,
     ViTBackbone,
     block_forward,
     fused_attention,
@@ -40,7 +41,7 @@ from wsolbench.methods._vit import (
     split_qkv,
 )
 
-from wsolbench.method import Localization, MethodOptionError, MethodOutput, WSOLMethod
+from wsolbench.contracts.method import Localization, MethodOptionError, MethodOutput, WSOLMethod
 from wsolbench.registry import register_method
 
 
@@ -68,6 +69,7 @@ class SAT(WSOLMethod):
     """
 
     name: ClassVar[str] = "sat"
+    display_name: ClassVar[str] = "SAT"
     default_backbone: ClassVar[str] = "deit_small_patch16_224"
     weights_hub: ClassVar[str] = "timm"
     backbones: ClassVar[tuple[str, ...]] = (
@@ -75,6 +77,7 @@ class SAT(WSOLMethod):
         "deit_small_patch16_224",
         "deit_base_patch16_224",
     )
+    backbone_names: ClassVar[dict[str, str]] = VIT_BACKBONE_NAMES
     default_hparams: ClassVar[dict[str, Any]] = {
         "area_threshold": 0.25,
         "use_area_loss": True,

@@ -20,7 +20,7 @@ import torch
 from torch import Tensor, nn
 from wsolbench.methods.ts_cam import TSCAM
 
-from wsolbench.method import Localization, MethodOutput
+from wsolbench.contracts.method import Localization, MethodOutput
 from wsolbench.registry import register_method
 
 NEWTON_SCHULZ_STEPS = (16, 4, 4, 4)  # iterations per block, as the official code runs them
@@ -88,6 +88,7 @@ class SCM(TSCAM):
     """TS-CAM's keys plus `layers.{0..3}.thred` / `layers.{0..3}.fuse._loss_rate` (8 learnable scalars)."""
 
     name: ClassVar[str] = "scm"
+    display_name: ClassVar[str] = "SCM"
     default_hparams: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, **kwargs: Any) -> None:

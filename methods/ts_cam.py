@@ -19,6 +19,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 from wsolbench.methods._vit import (
+    VIT_BACKBONE_NAMES,
     ViTBackbone,
     ViTWeights,
     attention_with_row,
@@ -26,7 +27,7 @@ from wsolbench.methods._vit import (
     plain_attention,
 )
 
-from wsolbench.method import Localization, MethodOutput, WSOLMethod
+from wsolbench.contracts.method import Localization, MethodOutput, WSOLMethod
 from wsolbench.registry import register_method
 
 DROP_PATH_RATE = 0.1  # the argparse default of TS-CAM's and SCM's official scripts
@@ -38,10 +39,12 @@ class TSCAM(WSOLMethod):
     """TS-CAM on a timm ViT/DeiT; state_dict keys are the official ones (timm ViT keys + `head.*`)."""
 
     name: ClassVar[str] = "ts_cam"
+    display_name: ClassVar[str] = "TS-CAM"
     default_hparams: ClassVar[dict[str, Any]] = {}
     default_backbone: ClassVar[str | None] = "deit_small_patch16_224"
     weights_hub: ClassVar[str | None] = "timm"
     backbones: ClassVar[tuple[str, ...]] = TRANSFORMER_BACKBONES
+    backbone_names: ClassVar[dict[str, str]] = VIT_BACKBONE_NAMES
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)

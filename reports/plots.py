@@ -16,7 +16,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
 from .runs import loss_terms
-from .tables import BACKBONE_NAMES, DATASET_NAMES, METHOD_NAMES, METRIC_NAMES
+from .tables import DATASET_NAMES, METRIC_NAMES, backbone_display_name, method_display_name
 from .uncertainty import half_width
 
 CURVE_METRICS = ("gt_known_loc", "maxboxaccv2", "pxap")  # first present is plotted in few-shot / PE curves
@@ -41,8 +41,8 @@ def save(fig: Figure, out_dir: Path, stem: str) -> Path:
 
 
 def label(method: str, backbone: object, variant: str = "") -> str:
-    backbone = _backbone(backbone) or ""
-    text = f"{METHOD_NAMES.get(method, method)} {BACKBONE_NAMES.get(backbone, backbone)}".strip()
+    backbone = _backbone(backbone)
+    text = f"{method_display_name(method)} {backbone_display_name(backbone) if backbone else ''}".strip()
     return f"{text} ({variant})" if variant else text
 
 
@@ -204,20 +204,20 @@ def few_shot_curves(selected: pd.DataFrame, out_dir: Path) -> list[Path]:
     """Metric vs images per class for few-shot runs (mean over seeds ± the 95 % bootstrap half-width over
     test images and seeds, or ± the seed std where runs have no per-image results); full-data runs of
     the same method are drawn as a dashed level."""
-    return _protocol_curves(selected, "few_shot", "shots", "images per class", "few_shot", out_dir)
+    return _regime_curves(selected, "few_shot", "shots", "images per class", "few_shot", out_dir)
 
 
 def parameter_efficient_curves(selected: pd.DataFrame, out_dir: Path) -> list[Path]:
     """Metric vs trainable parameters (log x) for parameter-efficient runs, error bars as in
     few_shot_curves; full runs as dashed levels."""
-    return _protocol_curves(selected, "parameter_efficient", "trainable_params", "trainable parameters",
+    return _regime_curves(selected, "parameter_efficient", "trainable_params", "trainable parameters",
                             "parameter_efficient", out_dir)
 
 
-def _protocol_curves(selected: pd.DataFrame, protocol: str, x: str, xlabel: str, stem: str, out_dir: Path
-                     ) -> list[Path]:
+def _regime_curves(selected: pd.DataFrame, regime: str, x: str, xlabel: str, stem: str, out_dir: Path
+                   ) -> list[Path]:
     written = []
-    for dataset, data in selected[selected["protocol"] == protocol].groupby("dataset"):
+    for dataset, data in selected[selected["regime"] == regime].groupby("dataset"):
         metric = _curve_metric(data)
         if metric is None:
             continue
@@ -235,7 +235,7 @@ def _protocol_curves(selected: pd.DataFrame, protocol: str, x: str, xlabel: str,
             name = label(method, backbone)
             ax.errorbar(stats.index, stats["mean"], yerr=np.nan_to_num(np.asarray(errors, float)), marker="o",
                         capsize=3, label=name)
-            full = selected[(selected["protocol"] == "full") & (selected["dataset"] == dataset)
+            full = selected[(selected["regime"] == "full") & (selected["dataset"] == dataset)
                             & (selected["method"] == method) & (selected["metric"] == metric)]
             if not full.empty:
                 ax.axhline(pd.to_numeric(full["value"]).mean(), linestyle="--", linewidth=1,
@@ -244,7 +244,7 @@ def _protocol_curves(selected: pd.DataFrame, protocol: str, x: str, xlabel: str,
             ax.set_xscale("log")
         ax.set_xlabel(xlabel)
         ax.set_ylabel(f"{METRIC_NAMES.get(metric, metric)} (%)")
-        ax.set_title(f"{_dataset(dataset)}: {protocol.replace('_', '-')} (± {' / '.join(sorted(kinds))})",
+        ax.set_title(f"{_dataset(dataset)}: {regime.replace('_', '-')} (± {' / '.join(sorted(kinds))})",
                      fontsize=9)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)

@@ -47,6 +47,23 @@ def load_references(path: str | Path = REFERENCES_FILE) -> list[Reference]:
     return entries
 
 
+def published_names(path: str | Path = REFERENCES_FILE) -> dict[str, dict[str, str]]:
+    """{"methods": {...}, "backbones": {...}}: display names of published methods and backbones that no
+    plugin implements (the file's `names` section); BadFileError when it is not two string mappings."""
+    path = Path(path)
+    try:
+        names = (yaml.safe_load(path.read_text()) or {}).get("names") or {}
+    except yaml.YAMLError as error:
+        raise BadFileError(f"{path}: not valid YAML: {error}") from None
+    out = {}
+    for kind in ("methods", "backbones"):
+        table = names.get(kind) or {}
+        if not isinstance(table, dict) or not all(isinstance(v, str) for v in table.values()):
+            raise BadFileError(f"{path}: names.{kind} must map ids to display names")
+        out[kind] = {str(k): v for k, v in table.items()}
+    return out
+
+
 def _group_entries(group: Any, where: str) -> list[Reference]:
     if not isinstance(group, dict):
         raise BadFileError(f"{where}: expected a mapping")

@@ -1,7 +1,7 @@
 """`bench.py report`: one experiment's tables, figures and index.html in one call.
 
 Writes into `out` (default `<runs_dir>/report/`): table.md (printed by the CLI), table.tex, table.csv,
-index.html and every figure as PNG + PDF; with an ablation manifest in `runs_dir` (reports.ablation),
+index.html and every figure as PNG + PDF; with an ablation manifest in `runs_dir` (wsolbench.ablation_manifest),
 also ablation.md / .csv / .tex and its bar chart.
 """
 
@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from wsolbench.ablation_manifest import find_manifest, load_manifest
 from wsolbench.atomic import atomic_write_text
 
 from . import ablation, html, plots, thresholds, uncertainty
@@ -68,9 +69,9 @@ def build_report(runs_dir: str | Path, style: str = "paper", with_paper: bool = 
         html.Section("Few-shot and parameter-efficient", figures=plots.few_shot_curves(selected, out)
                      + plots.parameter_efficient_curves(selected, out)),
     ]
-    manifest = ablation.find_manifest(runs_dir)
+    manifest = find_manifest(runs_dir)
     if manifest is not None:
-        result = ablation.write_outputs(ablation.load_manifest(manifest), out, table_style)
+        result = ablation.write_outputs(load_manifest(manifest), out, table_style)
         files += result.files
         sections.append(html.Section("Ablation", paragraphs=[f"Manifest: {manifest}"],
                                      tables=result.tables, figures=result.figures))

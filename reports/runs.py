@@ -1,7 +1,7 @@
-"""Reading what reports need from run directories: results (+ protocol settings), curves, logs, samples.
+"""Reading what reports need from run directories: results (+ regime settings), curves, logs, samples.
 
 Guarantees: `load_run_frame` is `wsolbench.results.load_results` plus the columns `shots`,
-`trainable_blocks`, `own_policy` (from each run's config.yaml: protocol.shots, protocol.trainable_blocks,
+`trainable_blocks`, `own_policy` (from each run's config.yaml: regime.shots, regime.trainable_blocks,
 eval.threshold_policy; config.yaml is required for few-shot and parameter-efficient runs, and
 own_policy is None without it) and `variant` ('' for full runs, else a short label such as
 '5-shot'). The artifact loaders read only the runs of a selected frame (see
@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from wsolbench.config import migrate_saved
 from wsolbench.errors import BadFileError, WsolbenchError
 from wsolbench.results import load_results
 
@@ -27,7 +28,7 @@ class NoRunsError(WsolbenchError, ValueError):
     """The paths given to a report hold no finished run."""
 
 
-RUN_COLUMNS = ["run_dir", "experiment", "dataset", "method", "backbone", "variant", "protocol", "seed",
+RUN_COLUMNS = ["run_dir", "experiment", "dataset", "method", "backbone", "variant", "regime", "seed",
                "eval_protocol"]
 LOG_FIELDS = ("step", "epoch", "lr", "images_per_s")
 SAMPLE_KEYS = ("image_ids", "images", "maps", "pred_boxes", "gt_boxes", "threshold")
@@ -38,37 +39,37 @@ def load_run_frame(paths: list[str | Path]) -> pd.DataFrame:
     frame = load_results(paths)
     if frame.empty:
         raise NoRunsError(f"no runs (folders with metrics.json) under {', '.join(map(str, paths))}")
-    settings = {run: _protocol_settings(Path(run), protocol)
-                for run, protocol in frame[["run_dir", "protocol"]].drop_duplicates().itertuples(index=False)}
+    settings = {run: _regime_settings(Path(run), regime)
+                for run, regime in frame[["run_dir", "regime"]].drop_duplicates().itertuples(index=False)}
     frame["shots"] = frame["run_dir"].map(lambda r: settings[r][0])
     frame["trainable_blocks"] = frame["run_dir"].map(lambda r: settings[r][1])
     frame["own_policy"] = frame["run_dir"].map(lambda r: settings[r][2])
-    frame["variant"] = [_variant(p, s, b) for p, s, b in zip(frame["protocol"], frame["shots"],
+    frame["variant"] = [_variant(r, s, b) for r, s, b in zip(frame["regime"], frame["shots"],
                                                              frame["trainable_blocks"], strict=False)]
     return frame
 
 
-def _protocol_settings(run: Path, protocol: str) -> tuple[int, int, str | None]:
+def _regime_settings(run: Path, regime: str) -> tuple[int, int, str | None]:
     path = run / "config.yaml"
     if not path.is_file():
-        if protocol in (None, "full"):
+        if regime in (None, "full"):
             return 0, 0, None
-        raise BadFileError(f"{path}: missing; a {protocol} run needs it to tell its setting apart")
+        raise BadFileError(f"{path}: missing; a {regime} run needs it to tell its setting apart")
     try:
-        config = yaml.safe_load(path.read_text()) or {}
+        config = migrate_saved(yaml.safe_load(path.read_text()) or {})
     except yaml.YAMLError as error:
         raise BadFileError(f"{path}: not valid YAML: {error}") from None
-    section = config.get("protocol") or {}
+    section = config.get("regime") or {}
     policy = (config.get("eval") or {}).get("threshold_policy")
     return int(section.get("shots", 0)), int(section.get("trainable_blocks", 0)), policy
 
 
-def _variant(protocol: str | None, shots: int, blocks: int) -> str:
-    if protocol == "few_shot":
+def _variant(regime: str | None, shots: int, blocks: int) -> str:
+    if regime == "few_shot":
         return f"{shots}-shot"
-    if protocol == "parameter_efficient":
+    if regime == "parameter_efficient":
         return f"{blocks} block{'' if blocks == 1 else 's'}"
-    return "" if protocol in (None, "full") else str(protocol)
+    return "" if regime in (None, "full") else str(regime)
 
 
 def runs_of(selected: pd.DataFrame) -> pd.DataFrame:

@@ -18,6 +18,7 @@ metric under its raw key, without bold.
 
 from __future__ import annotations
 
+import functools
 import io
 import math
 import re
@@ -25,9 +26,9 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from wsolbench.registry import REPORTS, register_report
+from wsolbench.registry import REPORTS, backbone_display_names, method_display_names, register_report
 
-from .references import Reference, headline, lookup
+from .references import Reference, headline, lookup, published_names
 
 ENTRY_COLUMNS = ["eval_protocol", "threshold_policy", "checkpoint"]
 DATASET_ORDER = ("cub", "ilsvrc", "openimages")
@@ -36,18 +37,6 @@ METRIC_ORDER = (
     "top1_loc", "top5_loc", "gt_known_loc", "maxboxaccv2", "maxboxaccv2_iou30", "maxboxaccv2_iou50",
     "maxboxaccv2_iou70", "maxboxacc", "pxap", "top1_cls", "top5_cls",
 )
-METHOD_NAMES = {
-    "cam": "CAM", "ts_cam": "TS-CAM", "scm": "SCM", "sat": "SAT", "center": "Center baseline",
-    "has": "HaS", "acol": "ACoL", "spg": "SPG", "adl": "ADL", "cutmix": "CutMix", "best_wsol": "Best WSOL",
-    "fsl": "FSL baseline", "ornet": "ORNet", "bas": "BAS", "kim_et_al": "Kim et al.", "cream": "CREAM",
-    "gcnet": "GCNet", "spa": "SPA", "fam": "FAM", "bagcams": "BagCAMs", "spol": "SPOL", "da_wsol": "DA-WSOL",
-    "isic": "ISIC", "lctr": "LCTR",
-}
-BACKBONE_NAMES = {
-    "deit_tiny_patch16_224": "DeiT-T", "deit_small_patch16_224": "DeiT-S", "deit_base_patch16_224": "DeiT-B",
-    "deit_base_patch16_384": "DeiT-B-384", "conformer_small_patch16": "Conformer-S", "vgg16": "VGG16",
-    "resnet18": "ResNet18", "resnet50": "ResNet50", "inception_v3": "InceptionV3",
-}
 DATASET_NAMES = {"cub": "CUB", "ilsvrc": "ILSVRC", "openimages": "OpenImages", "synthetic": "Synthetic"}
 METRIC_NAMES = {
     "top1_loc": "Top-1 Loc", "top5_loc": "Top-5 Loc", "gt_known_loc": "GT-known Loc",
@@ -261,14 +250,31 @@ def published_table(references: list[Reference], methods: list[str], style: Tabl
 # --------------------------------------------------------------------------- names and cells
 
 
+@functools.cache
+def _published_names() -> dict[str, dict[str, str]]:
+    return published_names()
+
+
+def method_display_name(method: str) -> str:
+    """A registered method's `display_name`, else the published name (references.yaml), else the id."""
+    registered = method_display_names()
+    return registered[method] if method in registered else _published_names()["methods"].get(method, method)
+
+
+def backbone_display_name(backbone: str) -> str:
+    """The display name a registered method gives the backbone, else the published one, else the id."""
+    registered = backbone_display_names()
+    return registered[backbone] if backbone in registered else _published_names()["backbones"].get(backbone, backbone)
+
+
 def method_name(method: str, style: TableStyle) -> str:
-    return METHOD_NAMES.get(method, method) if style.display_names else method
+    return method_display_name(method) if style.display_names else method
 
 
 def backbone_name(backbone: str | None, style: TableStyle) -> str:
     if backbone is None:
         return "–"
-    return BACKBONE_NAMES.get(backbone, backbone) if style.display_names else backbone
+    return backbone_display_name(backbone) if style.display_names else backbone
 
 
 def dataset_name(dataset: str, style: TableStyle) -> str:
@@ -341,9 +347,12 @@ def cell_parts(table: Table, row: Row, column: tuple[str, str]) -> tuple[str, st
 
 
 def to_markdown(table: Table) -> str:
-    """A GitHub Markdown table, one column per (dataset, metric), then the notes as lines."""
+    """A GitHub Markdown table, one column per (dataset, metric), then a blank line and the notes, if any.
+
+    A column whose dataset is empty (one dataset per row, as in the run summary) is headed by its metric.
+    """
     header = header_labels(table) + [
-        f"{dataset_name(d, table.style)} {metric_name(m, table.style)}" for d, m in table.columns
+        " ".join(filter(None, (dataset_name(d, table.style), metric_name(m, table.style)))) for d, m in table.columns
     ]
     align = ["---"] * len(header_labels(table)) + ["---:"] * len(table.columns)
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(align) + "|"]
@@ -358,7 +367,7 @@ def to_markdown(table: Table) -> str:
             text = mean if std is None else f"{mean} ± {std}"
             cells.append(f"**{text}**" if best else text)
         lines.append("| " + " | ".join(row_labels(table, row) + cells) + " |")
-    return "\n".join(lines + [""] + table.notes) + "\n"
+    return "\n".join(lines + ([""] + table.notes if table.notes else [])) + "\n"
 
 
 LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",

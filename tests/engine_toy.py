@@ -21,8 +21,9 @@ from torch import Tensor, nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from wsolbench.data import Metadata, PreparedDataset, write_dataset_info, write_metadata  # noqa: E402
-from wsolbench.method import Localization, MethodOutput, ParamGroup, WSOLMethod  # noqa: E402
+from wsolbench.annotations import Metadata, write_metadata  # noqa: E402
+from wsolbench.contracts.method import Localization, MethodOutput, ParamGroup, WSOLMethod  # noqa: E402
+from wsolbench.prepared_dataset import PreparedDataset, write_dataset_info  # noqa: E402
 from wsolbench.registry import METHODS, register_method  # noqa: E402
 
 TOY = "engine_toy_cam"
@@ -62,8 +63,8 @@ class ToyCAM(WSOLMethod):
             maps = output.extras["cams"][torch.arange(len(ids)), ids]
         return Localization(output.logits, maps)
 
-    def param_groups(self, protocol: str, trainable_blocks: int = 0) -> list[ParamGroup]:
-        if protocol == "parameter_efficient":
+    def param_groups(self, regime: str, trainable_blocks: int = 0) -> list[ParamGroup]:
+        if regime == "parameter_efficient":
             return [ParamGroup("head", list(self.head.named_parameters(prefix="head")), lr_scale=10.0)]
         named = list(self.named_parameters())
         return [

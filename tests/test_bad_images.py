@@ -11,7 +11,7 @@ import pytest
 from engine_toy import TOY, make_dataset, overrides
 from PIL import Image, ImageFile
 
-from wsolbench.data import ImageError, load_image
+from wsolbench.annotations import ImageError, load_image
 from wsolbench.engine.runner import execute, plan_runs
 from wsolbench.registry import DATASETS, METHODS
 

@@ -11,7 +11,7 @@ from torchvision.models.vgg import cfgs, make_layers
 
 import wsolbench
 from wsolbench.config import ExperimentConfig, backbone_layer, merge, method_layer, resolve
-from wsolbench.method import CheckpointError
+from wsolbench.contracts.method import CheckpointError
 from wsolbench.registry import METHODS
 
 
@@ -327,7 +327,7 @@ def test_full_protocol_lr_groups_follow_card_name_rules(vgg200, inception200):
     groups = group_names(inception.param_groups("full"))
     assert groups["classifier"][0] == {"SPG_A3_1b.0.weight", "SPG_A3_1b.0.bias", "SPG_A3_2b.0.weight",
                                        "SPG_A3_2b.0.bias", "SPG_A4.weight", "SPG_A4.bias"}
-    with pytest.raises(ValueError, match="unknown protocol 'linear'"):
+    with pytest.raises(ValueError, match="unknown training regime 'linear'"):
         inception.param_groups("linear")
     with pytest.raises(ValueError, match="trainable_blocks applies to parameter_efficient only"):
         inception.param_groups("full", trainable_blocks=1)

@@ -10,8 +10,8 @@ import pytest
 import torch
 
 import wsolbench
-from wsolbench.method import PROTOCOLS
-from wsolbench.metrics.maps import prepare_maps
+from wsolbench.contracts.method import REGIMES
+from wsolbench.metrics.maps import normalize_maps
 from wsolbench.metrics.protocols import EVAL_PROTOCOLS, get_protocol
 from wsolbench.registry import METHODS
 
@@ -67,7 +67,7 @@ def test_prepared_map_gives_centred_boxes(protocol_name, crop):
     protocol = get_protocol(protocol_name, crop_size=crop, resize_size=crop * 8 // 7)
     size = protocol.size
     raw = center().localize(torch.zeros(1, 3, size, size)).maps
-    prepared = prepare_maps(protocol, raw)[0]
+    prepared = normalize_maps(protocol, raw)[0]
     assert prepared.shape == (size, size)
     widths = []
     for tau in (0.1, 0.3, 0.5, 0.7, 0.9):
@@ -87,7 +87,7 @@ def test_forward_loss_and_nothing_to_train():
     terms = model.loss(out, torch.tensor([0, 1, 2, 9]))
     assert set(terms) == {"loss", "cls"} and math.isclose(terms["loss"].item(), math.log(10), rel_tol=1e-6)
     assert list(model.parameters()) == []
-    assert all(model.param_groups(p) == [] for p in PROTOCOLS)
+    assert all(model.param_groups(p) == [] for p in REGIMES)
     assert model.param_groups("parameter_efficient", trainable_blocks=2) == []
-    with pytest.raises(ValueError, match="unknown protocol 'linear'"):
+    with pytest.raises(ValueError, match="unknown training regime 'linear'"):
         model.param_groups("linear")

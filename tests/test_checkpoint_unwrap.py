@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import wsolbench
-from wsolbench.method import CheckpointError
+from wsolbench.contracts.method import CheckpointError
 
 TINY = {"backbone": "deit_tiny_patch16_224", "img_size": 32,
         "backbone_kwargs": {"embed_dim": 32, "depth": 3, "num_heads": 2}}

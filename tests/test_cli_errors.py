@@ -11,16 +11,18 @@ import pytest
 import torch
 from click.testing import CliRunner
 from wsolbench.datasets._build import require
-from wsolbench.reports.ablation import load_manifest
 from wsolbench.reports.references import load_references
 from wsolbench.reports.runs import load_run_frame
 
+from wsolbench.ablation_manifest import load_manifest
+from wsolbench.annotations import Metadata
 from wsolbench.cli import main
-from wsolbench.data import Metadata, open_dataset, per_class_subset
 from wsolbench.engine.checkpoint import load_training_state
 from wsolbench.engine.distributed import pick_device
+from wsolbench.engine.regimes import per_class_subset
 from wsolbench.engine.train import amp_dtype
 from wsolbench.errors import WsolbenchError
+from wsolbench.prepared_dataset import open_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -10,7 +10,7 @@ from engine_toy import TOY, make_dataset, overrides
 
 from wsolbench.cli import main
 from wsolbench.config import ConfigError, resolve
-from wsolbench.method import create_method
+from wsolbench.contracts.method import create_method
 from wsolbench.metrics.protocols import get_protocol
 from wsolbench.registry import RegistryError, closest
 
@@ -37,9 +37,9 @@ def test_api_suggests_the_closest_name() -> None:
     (["run", "--methods", "nosuch"], "--methods", "unknown method 'nosuch'; valid: cam, center, "),
     (["run", "--methods", "cam,SAT"], "--methods", "unknown method 'SAT' (did you mean 'sat'?)"),
     (["run", "--methods", "sat", "--dataset", "CUB"], "--dataset", "unknown dataset 'CUB' (did you mean 'cub'?)"),
-    (["run", "--methods", "sat", "--protocols", "ful"], "--protocols", "(did you mean 'full'?)"),
+    (["run", "--methods", "sat", "--regimes", "ful"], "--regimes", "(did you mean 'full'?)"),
     (["train", "--method", "Sat"], "--method", "unknown method 'Sat' (did you mean 'sat'?)"),
-    (["train", "--method", "sat", "--protocol", "fewshot"], "--protocol", "(did you mean 'few_shot'?)"),
+    (["train", "--method", "sat", "--regime", "fewshot"], "--regime", "(did you mean 'few_shot'?)"),
     (["evaluate", "--method", "sat", "--checkpoint", "x.pt", "--protocol", "SAT"], "--protocol",
      "unknown evaluation protocol 'SAT' (did you mean 'sat'?)"),
     (["evaluate", "--method", "sat", "--checkpoint", "x.pt", "--threshold-policy", "oracle"],
@@ -64,3 +64,17 @@ def test_numeric_experiment_name(tmp_path) -> None:
     path = tmp_path / "runs" / "2024" / "synthetic" / f"{TOY}-full-seed0"
     assert json.loads((path / "metrics.json").read_text())["experiment"] == "2024"
     assert "experiment: '2024'" in (path / "config.yaml").read_text()
+
+
+@pytest.mark.parametrize("args, old, new", [
+    (["train", "--method", "sat", "--protocol", "few_shot"], "--protocol", "--regime"),
+    (["run", "--methods", "sat", "--protocols", "full,few_shot"], "--protocols", "--regimes"),
+])
+def test_renamed_regime_flags_are_refused_in_one_line(tmp_path, args, old, new) -> None:
+    result = CliRunner().invoke(main, [*args, "--dry-run", "--set", f"output_dir={tmp_path}"])
+    assert result.exit_code == 2
+    assert result.output.splitlines() == [f"error: {old} is now {new} (the training regime); evaluation protocols "
+                                          "are `evaluate --protocol` and the config key eval.protocol"]
+    listing = CliRunner().invoke(main, ["list"])
+    assert "training regimes: full, parameter_efficient, few_shot" in listing.output
+    assert old not in CliRunner().invoke(main, [args[0], "--help"]).output

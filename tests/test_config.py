@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import yaml
 
 from wsolbench import config as cfg
 from wsolbench.config import ConfigError, ExperimentConfig, merge, parse_set, resolve
+from wsolbench.errors import WsolbenchError
 
 
 def test_parse_set_nests_and_parses_yaml_scalars() -> None:
@@ -89,7 +92,7 @@ def test_bad_values_fail_with_the_key(monkeypatch) -> None:
         "train.epochs=0": r"train\.epochs: must be positive",
         "eval.cam_curve_interval=1.5": r"eval\.cam_curve_interval: must lie in \(0, 1\)",
         "eval.threshold_policy=fixed": r"eval\.thresholds: the 'fixed' threshold policy needs",
-        "protocol.name=few_shot": r"protocol\.shots: the few_shot protocol needs",
+        "regime.name=few_shot": r"regime\.shots: the few_shot regime needs",
     }
     for assignment, message in cases.items():
         with pytest.raises(ConfigError, match=message):
@@ -128,9 +131,9 @@ def test_set_experiment_and_amp_resolve() -> None:
 
 def test_typed_overrides_are_data_and_errors_name_their_key() -> None:
     config = resolve(method="sat", dataset="synthetic",
-                     overrides=["seed=1", ("seed", 7), ("experiment", "2024"), ("protocol.name", "few_shot"),
-                                "protocol.shots=2"])
-    assert (config.seed, config.experiment, config.protocol.name, config.protocol.shots) == (7, "2024", "few_shot", 2)
+                     overrides=["seed=1", ("seed", 7), ("experiment", "2024"), ("regime.name", "few_shot"),
+                                "regime.shots=2"])
+    assert (config.seed, config.experiment, config.regime.name, config.regime.shots) == (7, "2024", "few_shot", 2)
     with pytest.raises(ConfigError, match=r"^seed='7': seed: expected an integer, got '7'$"):
         resolve(method="sat", dataset="synthetic", overrides=[("seed", "7")])
 
@@ -163,17 +166,19 @@ def test_cross_key_checks_wait_for_the_last_layer() -> None:
 
 def test_choices_come_from_the_models() -> None:
     assert cfg.CHOICES["train.amp"] == ("auto", "off", "bf16", "fp16")
-    assert cfg.CHOICES["protocol.name"] == ("full", "parameter_efficient", "few_shot")
+    assert cfg.CHOICES["regime.name"] == ("full", "parameter_efficient", "few_shot")
     assert cfg.CHOICES["eval.threshold_policy"] == ("oracle-test", "fixed", "val")
 
 
 def test_a_config_saved_by_the_previous_code_loads_and_dumps_identically(tmp_path) -> None:
-    """tests/data/saved_config.yaml is a run folder's config.yaml written before the move to pydantic."""
+    """tests/data/saved_config.yaml is a run folder's config.yaml written before the move to pydantic (and
+    before `protocol:` was renamed `regime:`, which it is read as)."""
     from pathlib import Path
 
     text = (Path(__file__).parent / "data" / "saved_config.yaml").read_text()
     config = cfg.from_dict(yaml.safe_load(text), "config.yaml: ")
-    assert cfg.dump(config) == text
+    assert cfg.dump(config) == text.replace("\nprotocol:\n", "\nregime:\n")
+    assert (config.regime.name, config.eval.protocol) == ("full", "wsolevaluation")
     older = yaml.safe_load(text)
     del older["train"]["checkpoint_every_steps"]  # a key added later takes its default
     assert cfg.from_dict(older) == config
@@ -231,3 +236,30 @@ def test_recipe_table_keys_are_checked(tmp_path, monkeypatch, key, message) -> N
     monkeypatch.setattr(cfg, "plugin_yaml", lambda kind, name: tmp_path / kind / f"{name}.yaml")
     with pytest.raises(ConfigError, match=rf"^{bad}: {message}"):
         resolve(method="cam", dataset="cub")
+
+
+def test_the_old_training_regime_key_is_refused_with_a_pointer(tmp_path) -> None:
+    """`protocol:` became `regime:`; user input naming the old key fails in one line naming the new one."""
+    pointer = r"config key 'protocol' is now 'regime' \(the training regime: regime\.name, regime\.shots, "
+    with pytest.raises(ConfigError, match=r"^--set protocol\.name=few_shot: " + pointer):
+        resolve(method="sat", dataset="synthetic", overrides=["protocol.name=few_shot"])
+    with pytest.raises(ConfigError, match=r"^protocol\.shots=2: " + pointer):
+        resolve(method="sat", dataset="synthetic", overrides=[("protocol.shots", 2)])
+    user = tmp_path / "user.yaml"
+    user.write_text("protocol: {name: few_shot, shots: 2}\n")
+    with pytest.raises(ConfigError, match=rf"^{re.escape(str(user))}: " + pointer):
+        resolve(method="sat", dataset="synthetic", user=cfg.load_yaml(user), user_source=str(user))
+    with pytest.raises(ConfigError) as caught:
+        resolve(method="sat", dataset="synthetic", overrides=["protocol.name=few_shot"])
+    assert "\n" not in str(caught.value) and issubclass(ConfigError, WsolbenchError)
+    assert resolve(method="sat", dataset="synthetic", overrides=["regime.name=few_shot", "regime.shots=2"]
+                   ).regime.shots == 2
+
+
+def test_saved_configs_with_the_old_key_are_migrated_on_read() -> None:
+    saved = cfg.to_dict(resolve(method="sat", dataset="synthetic", overrides=["regime.name=few_shot",
+                                                                              "regime.shots=3"]))
+    old = {("protocol" if key == "regime" else key): value for key, value in saved.items()}
+    assert "regime" not in old and cfg.migrate_saved(old) == saved
+    assert cfg.from_dict(old) == cfg.from_dict(saved)
+    assert cfg.migrate_saved(saved) == saved  # new configs pass unchanged

@@ -9,16 +9,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from wsolbench.data import (
+from wsolbench.annotations import (
     EvalFrame,
     MaskEntry,
     Metadata,
     MetadataError,
     mask_label_map,
-    per_class_subset,
     read_metadata,
     write_metadata,
 )
+from wsolbench.engine.regimes import per_class_subset
 
 SHIPPED = Path(__file__).resolve().parents[1] / "datasets" / "wsolevaluation" / "metadata"
 MASKS = Path(__file__).resolve().parent / "data" / "openimages_masks"

@@ -14,7 +14,9 @@ from wsolbench.datasets import synthetic
 from wsolbench.datasets.ilsvrc import ILSVRCAdapter
 from wsolbench.datasets.openimages import OpenImagesAdapter
 
-from wsolbench.data import DatasetAdapter, ImageError, open_dataset, read_metadata, write_metadata
+from wsolbench.annotations import ImageError, read_metadata, write_metadata
+from wsolbench.contracts.dataset import DatasetAdapter
+from wsolbench.prepared_dataset import open_dataset
 from wsolbench.registry import DATASETS
 
 # --------------------------------------------------------------------------- synthetic

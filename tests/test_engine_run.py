@@ -11,6 +11,7 @@ import torch
 import yaml
 from click.testing import CliRunner
 from engine_toy import TOY, make_dataset, overrides
+from wsolbench.reports.summary import write_summary
 
 from wsolbench.cli import main
 from wsolbench.config import ConfigError
@@ -25,10 +26,12 @@ def data_root(tmp_path_factory):
     return root
 
 
-def run(data_root, out, protocols=("full",), seeds=(0,), **extra):
-    configs = plan_runs([TOY], ["synthetic"], protocols=list(protocols), seeds=list(seeds),
+def run(data_root, out, regimes=("full",), seeds=(0,), **extra):
+    configs = plan_runs([TOY], ["synthetic"], regimes=list(regimes), seeds=list(seeds),
                         overrides=overrides(data_root, out, **extra))
-    return execute(configs)
+    paths = execute(configs)
+    write_summary(paths)  # what the CLI does after execute
+    return paths
 
 
 def test_run_writes_every_file(data_root, tmp_path) -> None:
@@ -46,7 +49,7 @@ def test_run_writes_every_file(data_root, tmp_path) -> None:
     assert [r["epoch"] for r in epochs] == [1, 2] and "val_maxboxaccv2" in epochs[0]
 
     metrics = json.loads((path / "metrics.json").read_text())
-    assert metrics["method"] == TOY and metrics["protocol"] == "full" and metrics["seed"] == 0
+    assert metrics["method"] == TOY and metrics["regime"] == "full" and metrics["seed"] == 0
     assert metrics["trainable_params"] == sum(p.numel() for p in torch.load(
         path / "checkpoints/last.pt", weights_only=True)["model"].values())
     keys = [(e["split"], e["threshold_policy"]) for e in metrics["results"]]
@@ -64,11 +67,11 @@ def test_run_writes_every_file(data_root, tmp_path) -> None:
     assert samples["maps"].shape == (8, 32, 32) and samples["maps"].dtype == np.float32
     assert samples["pred_boxes"].shape == samples["gt_boxes"].shape == (8, 4)
     assert float(samples["threshold"]) == frozen["thresholds"]["maxboxacc"]
-    assert (tmp_path / "toy" / "summary.md").read_text().startswith("| method | dataset | protocol | seed")
+    assert (tmp_path / "toy" / "summary.md").read_text().startswith("| method | dataset | regime | seed")
 
 
-def test_runs_are_deterministic_and_protocols_differ(data_root, tmp_path) -> None:
-    first = run(data_root, tmp_path / "a", protocols=["full", "parameter_efficient"])
+def test_runs_are_deterministic_and_regimes_differ(data_root, tmp_path) -> None:
+    first = run(data_root, tmp_path / "a", regimes=["full", "parameter_efficient"])
     (second,) = run(data_root, tmp_path / "b")
     assert (first[0] / "metrics.json").read_text() == (second / "metrics.json").read_text()
     full, efficient = (json.loads((p / "metrics.json").read_text()) for p in first)
@@ -79,7 +82,7 @@ def test_runs_are_deterministic_and_protocols_differ(data_root, tmp_path) -> Non
 
 
 def test_few_shot_records_its_images(data_root, tmp_path) -> None:
-    (path,) = run(data_root, tmp_path, protocols=["few_shot"], **{"protocol.shots": 2})
+    (path,) = run(data_root, tmp_path, regimes=["few_shot"], **{"regime.shots": 2})
     ids = (path / "few_shot_ids.txt").read_text().split()
     assert len(ids) == 4
     metrics = json.loads((path / "metrics.json").read_text())
@@ -176,7 +179,7 @@ def test_evaluate_official_checkpoint(data_root, tmp_path) -> None:
     assert result.exit_code == 0, result.output
     assert "thresholds 0.4" in result.output and "ten-crop classification" in result.output
     metrics = json.loads((tmp_path / "scored" / "metrics.json").read_text())
-    assert metrics["protocol"] == "external"
+    assert metrics["regime"] == "external"
     assert {e["eval_protocol"] for e in metrics["results"]} == {"sat"}
     # SAT's evaluator.py defaults: τ list [0.4] read with SAT's rule, ten-crop classification
     keys = [(e["split"], e["threshold_policy"]) for e in metrics["results"]]
@@ -212,3 +215,29 @@ def test_best_checkpoint_is_chosen_on_val(data_root, tmp_path) -> None:
     assert metrics["best"] == {"metric": "maxboxaccv2", "value": max(val), "epoch": val.index(max(val)) + 1}
     assert torch.load(path / "checkpoints/best.pt", weights_only=True)["epoch"] == metrics["best"]["epoch"]
     assert metrics["results"][0]["metrics"]["maxboxaccv2"] == max(val)  # val scored with the best weights
+
+
+def test_a_run_saved_with_the_old_protocol_key_is_reused_and_reported(data_root, tmp_path) -> None:
+    """Runs written before `protocol:` became `regime:` (config.yaml, metrics.json, checkpoints) stay readable."""
+    from wsolbench.reports.runs import load_run_frame
+
+    from wsolbench.config import from_dict
+    from wsolbench.engine.checkpoint import checkpoint_config
+
+    (path,) = run(data_root, tmp_path, regimes=["few_shot"], **{"regime.shots": 2, "train.epochs": 1})
+    config = yaml.safe_load((path / "config.yaml").read_text())
+    config["protocol"] = config.pop("regime")
+    (path / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    metrics = json.loads((path / "metrics.json").read_text())
+    metrics = {("protocol" if key == "regime" else key): value for key, value in metrics.items()}
+    (path / "metrics.json").write_text(json.dumps(metrics))
+    state = torch.load(path / "checkpoints/last.pt", weights_only=True)
+    state["config"] = config
+    torch.save(state, path / "checkpoints/last.pt")
+    old_metrics = (path / "metrics.json").read_text()
+
+    assert run(data_root, tmp_path, regimes=["few_shot"], **{"regime.shots": 2, "train.epochs": 1}) == [path]
+    assert (path / "metrics.json").read_text() == old_metrics  # reused as finished, not a conflict
+    frame = load_run_frame([path])
+    assert set(frame["regime"]) == {"few_shot"} and set(frame["variant"]) == {"2-shot"}
+    assert from_dict(checkpoint_config(path / "checkpoints/last.pt")).regime.shots == 2

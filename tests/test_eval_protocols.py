@@ -14,17 +14,18 @@ from engine_toy import TOY, ToyCAM, make_dataset, overrides
 from PIL import Image
 
 from wsolbench import maps_to_boxes
+from wsolbench.annotations import IMAGENET_MEAN, IMAGENET_STD
 from wsolbench.cli import main
 from wsolbench.config import resolve
-from wsolbench.data import IMAGENET_MEAN, IMAGENET_STD, open_dataset
+from wsolbench.contracts.method import Localization, MethodOutput, WSOLMethod
 from wsolbench.engine.distributed import DistInfo
 from wsolbench.engine.evaluate import accumulate, top1_class_maps
 from wsolbench.engine.runner import execute, plan_runs
-from wsolbench.method import Localization, MethodOutput, WSOLMethod
 from wsolbench.metrics.accumulators import BoxAccumulator
 from wsolbench.metrics.boxes import sweep_boxes, sweep_ious
-from wsolbench.metrics.maps import prepare_maps
+from wsolbench.metrics.maps import normalize_maps
 from wsolbench.metrics.protocols import get_protocol, official_evaluator
+from wsolbench.prepared_dataset import open_dataset
 
 
 def test_official_evaluator_defaults():
@@ -171,7 +172,7 @@ def test_maps_to_boxes_agrees_with_the_metric_layer():
     gt = [np.array([[int(a), int(b), int(a) + 15, int(b) + 20]]) for a, b in rng.integers(0, 40, (6, 2))]
     for name in ("wsolevaluation", "sat", "ts_cam", "scm"):
         protocol = get_protocol(name, crop_size=64, resize_size=72)
-        prepared = prepare_maps(protocol, raw)
+        prepared = normalize_maps(protocol, raw)
         for tau in (0.2, 0.45):
             one = maps_to_boxes(raw, tau, name, crop_size=64, resize_size=72)
             every = maps_to_boxes(torch.from_numpy(raw), tau, protocol, all_boxes=True)

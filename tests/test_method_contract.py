@@ -12,8 +12,8 @@ import torch
 from torch import Tensor, nn
 
 import wsolbench
+from wsolbench.contracts.method import REGIMES, Localization, MethodOptionError, MethodOutput, WSOLMethod
 from wsolbench.errors import WsolbenchError
-from wsolbench.method import PROTOCOLS, Localization, MethodOptionError, MethodOutput, WSOLMethod
 from wsolbench.registry import METHODS, register_method
 
 MINI = "contract_mini"
@@ -139,7 +139,7 @@ def test_full_trains_everything_but_frozen_parameters() -> None:
     assert names(model.param_groups("few_shot")) == names(groups)
     with pytest.raises(MethodOptionError, match="trainable_blocks applies to parameter_efficient only, not 'full'"):
         model.param_groups("full", trainable_blocks=1)
-    with pytest.raises(MethodOptionError, match=r"unknown protocol 'linear'; valid: full, parameter_efficient"):
+    with pytest.raises(MethodOptionError, match=r"unknown training regime 'linear'; valid: full, parameter_efficient"):
         model.param_groups("linear")
 
 
@@ -171,7 +171,7 @@ def test_every_method_follows_the_same_group_rules() -> None:
     for name, model in builtin_models().items():
         trainable = {n for n, _ in model.named_parameters() if n not in model.frozen_parameters}
         stages = model.stages()
-        for protocol in PROTOCOLS:
+        for protocol in REGIMES:
             for blocks in range(len(stages) + 1) if protocol == "parameter_efficient" else [0]:
                 groups = model.param_groups(protocol, trainable_blocks=blocks)
                 listed = [n for g in groups for n, _ in g.params]

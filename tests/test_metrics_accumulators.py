@@ -8,7 +8,7 @@ import torch
 from reference_metrics import reference_box_counts
 
 from wsolbench.metrics.accumulators import BoxAccumulator
-from wsolbench.metrics.maps import prepare_maps
+from wsolbench.metrics.maps import normalize_maps
 from wsolbench.metrics.protocols import EVAL_PROTOCOLS, get_protocol, threshold_list
 
 TAUS = [0, 0.3, 0.6, 0.9]
@@ -183,6 +183,6 @@ def test_update_prepares_raw_maps():
     acc = BoxAccumulator(protocol, [0.5])
     acc.update(raw, [torch.tensor([[4, 4, 11, 11]])], torch.tensor([0]))
     direct = BoxAccumulator(protocol, [0.5])
-    direct.update_prepared(prepare_maps(protocol, raw), [np.array([[4, 4, 11, 11]])], [0])
+    direct.update_prepared(normalize_maps(protocol, raw), [np.array([[4, 4, 11, 11]])], [0])
     for key, array in direct.counts().items():
         np.testing.assert_array_equal(acc.counts()[key], array)

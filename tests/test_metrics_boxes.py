@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from reference_metrics import reference_boxes, reference_ious
 
-from wsolbench.data import EvalFrame
+from wsolbench.annotations import EvalFrame
 from wsolbench.metrics.boxes import box_iou, sweep_boxes, sweep_ious
-from wsolbench.metrics.maps import prepare_maps
+from wsolbench.metrics.maps import normalize_maps
 from wsolbench.metrics.protocols import get_protocol, threshold_list
 
 
@@ -133,7 +133,7 @@ def test_fast_sweep_equals_plain_reference(convention):
     rng = np.random.default_rng(7)
     protocol = get_protocol(convention, crop_size=48, resize_size=56)
     raw = rng.random((6, 7, 7)) ** 3  # blobby maps with several components and holes
-    maps = prepare_maps(protocol, raw)
+    maps = normalize_maps(protocol, raw)
     thresholds = threshold_list(0.01) if convention != "sat" else np.array([0.3, 0.35, 0.4, 0.45, 0.9])
     gt = np.array([[5, 6, 30, 40], [20, 1, 47, 22]])
     reference_convention = "wsolevaluation" if convention == "scm" else convention
@@ -154,7 +154,7 @@ def test_sat_component_order_matches_scipy_at_full_size():
     # OpenCV may label large images with a parallel algorithm; ties must still go to raster order
     rng = np.random.default_rng(1)
     protocol = get_protocol("sat")
-    maps = prepare_maps(protocol, rng.random((3, 14, 14)) ** 2)
+    maps = normalize_maps(protocol, rng.random((3, 14, 14)) ** 2)
     thresholds = np.linspace(0.05, 0.95, 10)
     gt = np.array([[20, 30, 150, 200], [100, 100, 223, 223]])
     for scoremap in maps:

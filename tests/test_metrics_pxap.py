@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from reference_metrics import reference_pxap
 
-from wsolbench.data import EvalFrame, mask_label_map, read_metadata
+from wsolbench.annotations import EvalFrame, mask_label_map, read_metadata
 from wsolbench.metrics.accumulators import MaskAccumulator
 from wsolbench.metrics.protocols import get_protocol, threshold_list
 

@@ -11,9 +11,9 @@ import pytest
 from click.testing import CliRunner
 from reference_metrics import reference_box_counts
 
+from wsolbench.annotations import EvalFrame, read_metadata, write_metadata
 from wsolbench.cli import main
-from wsolbench.data import EvalFrame, read_metadata, write_metadata
-from wsolbench.metrics.maps import prepare_map
+from wsolbench.metrics.maps import normalize_map
 from wsolbench.metrics.protocols import get_protocol, threshold_list
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,7 +38,7 @@ def cub_subset(tmp_path_factory) -> tuple[Path, Path, list, list]:
         x0, y0, x1, y1 = gt[0] + rng.integers(-20, 21, 4)
         cx, cy, sx, sy = (x0 + x1) / 2, (y0 + y1) / 2, max(abs(x1 - x0), 8) / 2, max(abs(y1 - y0), 8) / 2
         raw = np.exp(-(((xx - cx) / sx) ** 2) - ((yy - cy) / sy) ** 2) + 0.3 * rng.random((14, 14))
-        m = prepare_map(get_protocol("wsolevaluation"), raw)
+        m = normalize_map(get_protocol("wsolevaluation"), raw)
         path = root / "maps" / f"{image_id}.npy"
         path.parent.mkdir(parents=True, exist_ok=True)
         np.save(path, m.astype(np.float32))

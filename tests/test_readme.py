@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from wsolbench.reports.references import load_references, lookup
 
-from wsolbench.method import WSOLMethod
+from wsolbench.contracts.method import WSOLMethod
 from wsolbench.metrics.protocols import EVAL_PROTOCOLS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -60,3 +60,18 @@ def test_every_protocol_is_documented(name):
 def test_localize_says_what_maps_are():
     doc = WSOLMethod.localize.__doc__ or ""
     assert "RAW" in doc and "maps_to_boxes" in doc and "docs/protocols.md" in doc
+
+
+def test_every_file_named_in_the_architecture_doc_exists():
+    """docs/architecture.md and the README's "What is where" name only files and folders that exist (a bare
+    or partial name is looked up in the folders the doc abbreviates)."""
+    readme = section((ROOT / "README.md").read_text(), "What is where")
+    texts = [(ROOT / "docs" / "architecture.md").read_text(), readme]
+    pattern = r"[\w./<>-]+\.py\b|[\w./<>-]+/[\w./<>-]+\.(?:yaml|md)\b|\b\w+/(?=[\s`|,)])"
+    named = {token for text in texts for token in re.findall(pattern, text) if "<" not in token}
+    assert len(named) > 40
+    bases = [ROOT, *(ROOT / "wsolbench" / sub for sub in ("", "contracts", "engine", "metrics"))]
+    for name in sorted(named):
+        assert any((base / name).exists() for base in bases), name
+    for gone in ("wsolbench/data.py", "wsolbench/method.py", "wsolbench/engine/protocols.py"):
+        assert gone not in "".join(texts) and not (ROOT / gone).exists()

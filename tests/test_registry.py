@@ -60,3 +60,38 @@ def test_list_shows_methods_and_datasets() -> None:
     assert result.exit_code == 0, result.output
     for name in BUILTIN_METHODS | BUILTIN_DATASETS:
         assert f"  {name} " in result.output
+
+
+def test_every_method_declares_its_display_names() -> None:
+    """Tables and plots take method and backbone names from the plugins; nothing is left undeclared."""
+    from wsolbench.registry import backbone_display_names, method_display_names
+
+    names = method_display_names()
+    assert {name: names[name] for name in BUILTIN_METHODS} == {
+        "cam": "CAM", "center": "Center baseline", "sat": "SAT", "scm": "SCM", "ts_cam": "TS-CAM"}
+    for name in BUILTIN_METHODS:
+        cls = METHODS.get(name)
+        assert set(cls.backbone_names) == set(cls.backbones), name
+    backbones = backbone_display_names()
+    assert backbones["deit_small_patch16_224"] == "DeiT-S" and backbones["resnet50"] == "ResNet50"
+
+
+def test_published_names_cover_only_what_no_plugin_names(tmp_path) -> None:
+    from wsolbench.reports.references import load_references, published_names
+    from wsolbench.reports.tables import backbone_display_name, method_display_name
+
+    from wsolbench.errors import BadFileError
+    from wsolbench.registry import backbone_display_names
+
+    published = published_names()
+    assert not set(published["methods"]) & set(METHODS.names())
+    assert not set(published["backbones"]) & set(backbone_display_names())
+    for ref in load_references():  # every published row has a display name
+        assert method_display_name(ref.method) != ref.method, ref.method
+        assert ref.backbone is None or backbone_display_name(ref.backbone) != ref.backbone, ref.backbone
+    assert method_display_name("acol") == "ACoL" and backbone_display_name("conformer_small_patch16") == "Conformer-S"
+    assert method_display_name("unknown_method") == "unknown_method"
+    bad = tmp_path / "refs.yaml"
+    bad.write_text("names:\n  methods: [has]\ngroups: []\n")
+    with pytest.raises(BadFileError, match="names.methods must map ids to display names"):
+        published_names(bad)

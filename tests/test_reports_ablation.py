@@ -8,11 +8,13 @@ import json
 import pandas as pd
 import pytest
 from click.testing import CliRunner
-from wsolbench.reports import ablation
+from wsolbench.reports import ablation as rendering
 from wsolbench.reports.tables import PAPER
 
+from wsolbench import ablation_manifest
 from wsolbench.cli import main
 from wsolbench.config import ConfigError
+from wsolbench.engine import ablation
 
 
 def test_parse_grid_and_cells() -> None:
@@ -22,7 +24,7 @@ def test_parse_grid_and_cells() -> None:
     assert [c["label"] for c in cells] == ["use_area_loss=true,lr=1e-4", "use_area_loss=true,lr=2e-4",
                                            "use_area_loss=false,lr=1e-4", "use_area_loss=false,lr=2e-4"]
     assert cells[1]["overrides"] == ["method.hparams.use_area_loss=true", "train.lr=2e-4"]
-    assert ablation.short_keys(["a.x", "b.x", "c.y"]) == {"a.x": "a.x", "b.x": "b.x", "c.y": "y"}
+    assert ablation_manifest.short_keys(["a.x", "b.x", "c.y"]) == {"a.x": "a.x", "b.x": "b.x", "c.y": "y"}
     for bad in (["train.lr"], ["=1,2"], ["train.lr="], ["train.lr=1", "train.lr=2"]):
         with pytest.raises(ConfigError, match="--grid"):
             ablation.parse_grid(bad)
@@ -49,7 +51,7 @@ def _write_cell_run(root, label: str, seed: int, value: float) -> str:
              "checkpoint": "last", "metrics": {"maxboxaccv2": value, "top1_loc": value - 10}}
     (run / "metrics.json").write_text(json.dumps({
         "experiment": f"abl/{label}", "dataset": "synthetic", "method": "sat",
-        "backbone": "deit_tiny_patch16_224", "protocol": "full", "seed": seed, "trainable_params": 5,
+        "backbone": "deit_tiny_patch16_224", "regime": "full", "seed": seed, "trainable_params": 5,
         "results": [entry]}))
     return str(run.relative_to(root))
 
@@ -63,8 +65,8 @@ def test_manifest_to_table_csv_and_chart(tmp_path) -> None:
             {**cell, "runs": [_write_cell_run(root, cell["label"], s, v + s) for s in (0, 1)]}
             for cell, v in zip(ablation.cells(study), (60.0, 50.0), strict=True)]}]}
     (root / "ablation.json").write_text(json.dumps(manifest))
-    loaded = ablation.load_manifest(ablation.find_manifest(root))
-    result = ablation.write_outputs(loaded, tmp_path / "out", PAPER)
+    loaded = ablation_manifest.load_manifest(ablation_manifest.find_manifest(root))
+    result = rendering.write_outputs(loaded, tmp_path / "out", PAPER)
     lines = result.markdown.splitlines()
     assert lines[2:6] == [
         "| use_area_loss | use_norm_loss | Synthetic Top-1 Loc | Synthetic MaxBoxAccV2 |",
@@ -86,8 +88,8 @@ def test_ablate_command_runs_the_engine_per_cell(tmp_path) -> None:
     """Two few-shot cells (10 training images) of the tiny SAT through plan_runs / execute."""
     args = ["ablate", "--method", "sat", "--dataset", "synthetic", "--experiment", "abl",
             "--grid", "method.hparams.use_norm_loss=true,false",
-            "--set", f"output_dir={tmp_path}", "--set", "train.epochs=1", "--set", "protocol.name=few_shot",
-            "--set", "protocol.shots=1", "--set", "eval.cam_curve_interval=0.05",
+            "--set", f"output_dir={tmp_path}", "--set", "train.epochs=1", "--set", "regime.name=few_shot",
+            "--set", "regime.shots=1", "--set", "eval.cam_curve_interval=0.05",
             "--set", "dataset.val_per_class=1"]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output

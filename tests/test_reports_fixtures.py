@@ -14,10 +14,10 @@ IMAGES = 3
 SIZE = 32
 
 
-def _metrics(method: str, backbone: str | None, protocol: str, seed: int, params: int, test: dict) -> dict:
+def _metrics(method: str, backbone: str | None, regime: str, seed: int, params: int, test: dict) -> dict:
     return {
         "experiment": "exp", "dataset": "synthetic", "method": method, "backbone": backbone,
-        "protocol": protocol, "seed": seed, "trainable_params": params,
+        "regime": regime, "seed": seed, "trainable_params": params,
         "results": [
             {"split": "val", "eval_protocol": "wsolevaluation", "threshold_policy": "oracle-test",
              "checkpoint": "last", "metrics": {k: v - 1.0 for k, v in test.items()}, "thresholds": {}},
@@ -64,7 +64,7 @@ def _samples(seed: int) -> dict[str, np.ndarray]:
     }
 
 
-# (method, backbone, protocol, seed, shots, blocks, trainable params, test metrics)
+# (method, backbone, regime, seed, shots, blocks, trainable params, test metrics)
 RUNS = [
     ("sat", "deit_tiny_patch16_224", "full", 0, 0, 0, 90000,
      {"maxboxaccv2": 60.0, "top1_loc": 50.0, "gt_known_loc": 70.0, "top1_cls": 80.0}),
@@ -86,14 +86,14 @@ RUNS = [
 def write_experiment(root: Path) -> Path:
     """`root/exp` with the RUNS above: metrics.json, config.yaml, curves.csv, log.jsonl, samples.npz."""
     exp = root / "exp"
-    for method, backbone, protocol, seed, shots, blocks, params, test in RUNS:
-        name = f"{method}-{protocol}{shots or ''}{'b' + str(blocks) if blocks else ''}-seed{seed}"
+    for method, backbone, regime, seed, shots, blocks, params, test in RUNS:
+        name = f"{method}-{regime}{shots or ''}{'b' + str(blocks) if blocks else ''}-seed{seed}"
         run = exp / "synthetic" / name
         run.mkdir(parents=True)
-        metrics = _metrics(method, backbone, protocol, seed, params, test)
+        metrics = _metrics(method, backbone, regime, seed, params, test)
         (run / "metrics.json").write_text(json.dumps(metrics))
         config = {"experiment": "exp", "seed": seed,
-                  "protocol": {"name": protocol, "shots": shots, "trainable_blocks": blocks},
+                  "regime": {"name": regime, "shots": shots, "trainable_blocks": blocks},
                   "eval": {"protocol": "wsolevaluation", "threshold_policy": "oracle-test"}}
         (run / "config.yaml").write_text(yaml.safe_dump(config))
         (run / "curves.csv").write_text(_curves(1.0 + seed, with_pixels=method == "cam"))
@@ -103,7 +103,7 @@ def write_experiment(root: Path) -> Path:
     return exp
 
 
-def test_fixture_loads_with_protocol_settings(tmp_path) -> None:
+def test_fixture_loads_with_regime_settings(tmp_path) -> None:
     frame = load_run_frame([write_experiment(tmp_path)])
     runs = frame.drop_duplicates("run_dir")
     assert len(runs) == len(RUNS)

@@ -26,7 +26,7 @@ from wsolbench.results import RESULT_COLUMNS
 def _rows(run: str, method: str, backbone: str | None, seed: int, dataset: str, metrics: dict,
           split: str = "test", policy: str = "oracle-test", experiment: str = "exp") -> list[dict]:
     base = {"run_dir": run, "experiment": experiment, "dataset": dataset, "method": method,
-            "backbone": backbone, "protocol": "full", "seed": seed, "trainable_params": 1, "split": split,
+            "backbone": backbone, "regime": "full", "seed": seed, "trainable_params": 1, "split": split,
             "eval_protocol": "wsolevaluation", "threshold_policy": policy, "checkpoint": "last"}
     return [{**base, "metric": k, "value": v} for k, v in metrics.items()]
 

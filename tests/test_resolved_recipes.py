@@ -1,6 +1,7 @@
 """Every method × dataset × backbone recipe, and the embedded `bench.py run` plan, resolve to exactly the
 configs that the hand-written config code resolved before the move to pydantic (tests/data/resolved_recipes.json,
-generated from that code; types included: 1.0 and 1 differ)."""
+generated from that code; types included: 1.0 and 1 differ). That code saved the training regime under
+`protocol:`; the stored configs are read as saved runs are, through `migrate_saved`."""
 
 from __future__ import annotations
 
@@ -9,10 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from wsolbench.config import resolve, to_dict
+from wsolbench.config import migrate_saved, resolve, to_dict
 from wsolbench.engine.runner import default_run, plan_runs
 
-BEFORE = json.loads((Path(__file__).parent / "data" / "resolved_recipes.json").read_text())
+BEFORE = {key: migrate_saved(config) for key, config in
+          json.loads((Path(__file__).parent / "data" / "resolved_recipes.json").read_text()).items()}
 RECIPES = sorted(key for key in BEFORE if not key.startswith("default_run/"))
 
 

@@ -13,6 +13,7 @@ import time
 import pytest
 import torch
 
+from wsolbench.engine.checkpoint import save_checkpoint
 from wsolbench.results import RESULT_COLUMNS, RunDir, RunLockedError, load_results, run_path
 
 
@@ -22,7 +23,7 @@ def _metrics(method: str, seed: int, value: float) -> dict:
         "dataset": "synthetic",
         "method": method,
         "backbone": "deit_tiny_patch16_224",
-        "protocol": "full",
+        "regime": "full",
         "seed": seed,
         "trainable_params": 123,
         "results": [
@@ -130,7 +131,7 @@ def test_concurrent_takeover_of_a_stale_lock_has_one_winner(tmp_path) -> None:
 def test_atomic_writes_leave_no_temp_files(tmp_path) -> None:
     run = RunDir(tmp_path / "run")
     run.write_json("metrics.json", {"a": 1})
-    run.save_checkpoint("last.pt", {"x": torch.ones(2)})
+    save_checkpoint(run, "last.pt", {"x": torch.ones(2)})
     run.append_log({"step": 1, "loss": 0.5})
     run.append_log({"step": 2, "loss": 0.25})
     names = sorted(p.name for p in run.path.rglob("*"))
@@ -141,14 +142,14 @@ def test_atomic_writes_leave_no_temp_files(tmp_path) -> None:
 
 def test_failed_checkpoint_write_keeps_the_old_file(tmp_path) -> None:
     run = RunDir(tmp_path / "run")
-    run.save_checkpoint("last.pt", {"epoch": 1})
+    save_checkpoint(run, "last.pt", {"epoch": 1})
 
     class Unpicklable:
         def __reduce__(self):
             raise RuntimeError("boom")
 
     with pytest.raises(RuntimeError, match="boom"):
-        run.save_checkpoint("last.pt", {"epoch": 2, "bad": Unpicklable()})
+        save_checkpoint(run, "last.pt", {"epoch": 2, "bad": Unpicklable()})
     assert torch.load(run.checkpoints / "last.pt") == {"epoch": 1}
     assert sorted(p.name for p in run.checkpoints.iterdir()) == ["last.pt"]
 
@@ -178,7 +179,7 @@ def test_load_results_names_a_malformed_file(tmp_path) -> None:
 
 @pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o002, 0o664), (0o077, 0o600)])
 def test_text_outputs_honour_the_umask(tmp_path, umask, mode) -> None:
-    from wsolbench.data import Metadata, write_metadata
+    from wsolbench.annotations import Metadata, write_metadata
 
     previous = os.umask(umask)
     try:

@@ -11,7 +11,7 @@ from wsolbench.methods.sat import gaussian_kernel
 
 import wsolbench
 from wsolbench.config import ExperimentConfig, merge, method_layer
-from wsolbench.method import CheckpointError
+from wsolbench.contracts.method import CheckpointError
 
 TINY = {"embed_dim": 32, "depth": 4, "num_heads": 2}
 
@@ -197,7 +197,7 @@ def test_parameter_efficient_counts(blocks, tensors, numel):
 def test_parameter_efficient_rejects_bad_block_count():
     with pytest.raises(ValueError, match=r"trainable_blocks must lie in \[0, 4\], got 5"):
         tiny_sat().param_groups("parameter_efficient", trainable_blocks=5)
-    with pytest.raises(ValueError, match="unknown protocol 'linear'"):
+    with pytest.raises(ValueError, match="unknown training regime 'linear'"):
         tiny_sat().param_groups("linear")
 
 

@@ -21,7 +21,7 @@ from test_ts_cam import (
 from torch import Tensor
 
 import wsolbench
-from wsolbench.method import CheckpointError
+from wsolbench.contracts.method import CheckpointError
 
 NUM_CLASSES = 5
 STEPS = (16, 4, 4, 4)

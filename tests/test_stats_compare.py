@@ -100,13 +100,14 @@ def test_score_writes_per_image(tmp_path):
 
 
 def test_run_summary_shows_interval_half_widths(runs):
-    from wsolbench.engine.runner import markdown_table, summary_table
+    from wsolbench.reports.summary import summary_frame, summary_markdown
+
     from wsolbench.stats.runs import run_intervals
 
-    frame = summary_table(runs)
+    frame = summary_frame(runs)
     expected = run_intervals(runs[0])["maxboxaccv2"].half_width
     assert frame.loc[0, "MaxBoxAccV2 ±"] == pytest.approx(round(expected, 2))
-    text = markdown_table(frame)
+    text = summary_markdown(frame)
     assert "MaxBoxAccV2 ±" not in text.splitlines()[0]
     assert f"{frame.loc[0, 'MaxBoxAccV2']:.2f} ± {frame.loc[0, 'MaxBoxAccV2 ±']:.2f}" in text
     assert "half-width of the 95 % bootstrap interval" in text

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 import wsolbench
-from wsolbench.method import CheckpointError
+from wsolbench.contracts.method import CheckpointError
 
 NUM_CLASSES = 5
 TINY = dict(
@@ -234,7 +234,7 @@ def test_param_groups_parameter_efficient_counts() -> None:
     assert "norm.weight" not in names and "head.weight" in names
     with pytest.raises(ValueError, match="trainable_blocks"):
         model.param_groups("parameter_efficient", trainable_blocks=4)
-    with pytest.raises(ValueError, match="protocol"):
+    with pytest.raises(ValueError, match="training regime"):
         model.param_groups("linear_probe")
 
 

@@ -14,7 +14,7 @@ from wsolbench.methods._vit import (
     plain_attention,
 )
 
-from wsolbench.method import CheckpointError
+from wsolbench.contracts.method import CheckpointError
 
 TINY = {"embed_dim": 32, "depth": 2, "num_heads": 2}
 

@@ -15,8 +15,8 @@ from safetensors.torch import save_file
 
 from wsolbench.cli import main
 from wsolbench.config import resolve
+from wsolbench.contracts.method import CheckpointError, create_method
 from wsolbench.engine.runner import build_model
-from wsolbench.method import CheckpointError, create_method
 from wsolbench.weights import WeightsError, check_pretrained, fetch_pretrained
 
 TINY = {"embed_dim": 64, "depth": 4, "num_heads": 2}  # the synthetic recipe's DeiT

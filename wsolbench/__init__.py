@@ -6,10 +6,10 @@ import importlib
 from typing import Any
 
 _PUBLIC = {
-    "Localization": "wsolbench.method",
-    "MethodOutput": "wsolbench.method",
-    "WSOLMethod": "wsolbench.method",
-    "create_method": "wsolbench.method",
+    "Localization": "wsolbench.contracts.method",
+    "MethodOutput": "wsolbench.contracts.method",
+    "WSOLMethod": "wsolbench.contracts.method",
+    "create_method": "wsolbench.contracts.method",
     "maps_to_boxes": "wsolbench.metrics.to_boxes",
 }
 __all__ = list(_PUBLIC)

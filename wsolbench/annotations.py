@@ -4,7 +4,7 @@ Our internal format *is* the wsolevaluation metadata: per split a folder with `i
 `class_labels.txt`, `image_sizes.txt` and `localization.txt` (boxes as inclusive original-pixel
 corners, or OpenImages mask paths). `read_metadata` validates every line; `write_metadata` writes
 the files atomically. EvalFrame moves boxes and masks into the evaluation frame. This module imports
-neither torch nor torchvision, so that scoring saved maps starts fast; wsolbench.data re-exports it.
+neither torch nor torchvision, so that scoring saved maps starts fast.
 """
 
 from __future__ import annotations

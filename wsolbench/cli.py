@@ -30,8 +30,8 @@ def main() -> None:
 
 @main.command("list")
 def list_command() -> None:
-    """List methods, datasets, backbones and protocols."""
-    from wsolbench.method import PROTOCOLS
+    """List methods, datasets, backbones, training regimes and evaluation protocols."""
+    from wsolbench.contracts.method import REGIMES
     from wsolbench.metrics.protocols import EVAL_PROTOCOLS, THRESHOLD_POLICIES
 
     click.echo("methods:")
@@ -43,7 +43,7 @@ def list_command() -> None:
     for name in DATASETS.names():
         adapter = DATASETS.get(name)
         click.echo(f"  {name:<14} {adapter.num_classes:>5} classes  {adapter.description}")
-    click.echo("training protocols: " + ", ".join(PROTOCOLS))
+    click.echo("training regimes: " + ", ".join(REGIMES))
     click.echo("evaluation protocols: " + ", ".join(EVAL_PROTOCOLS))
     click.echo("threshold policies: " + ", ".join(THRESHOLD_POLICIES))
     click.echo("report styles: " + ", ".join(REPORTS.names()))
@@ -124,6 +124,17 @@ dry_run_option = click.option("--dry-run", is_flag=True,
                                    "prepare, create and download nothing.")
 
 
+def _renamed_flag(old: str, new: str):
+    """A hidden option that refuses the flag `old` with one line naming `new`."""
+
+    def refuse(ctx: click.Context, param: click.Parameter, value: object) -> None:
+        if value:
+            raise WsolbenchError(f"{old} is now {new} (the training regime); evaluation protocols are "
+                                 "`evaluate --protocol` and the config key eval.protocol")
+
+    return click.option(old, hidden=True, expose_value=False, callback=refuse, help=f"Renamed: {new}.")
+
+
 def _print_dry_run(configs: list) -> None:
     from wsolbench.engine.dry_run import describe_plan
 
@@ -133,30 +144,35 @@ def _print_dry_run(configs: list) -> None:
 @main.command()
 @click.option("--method", required=True, help="Method name (see `list`).")
 @click.option("--dataset", default="synthetic", show_default=True)
-@click.option("--protocol", default=None, help="Training protocol: full, parameter_efficient, few_shot.")
+@click.option("--regime", default=None, help="Training regime: full, parameter_efficient, few_shot.")
+@_renamed_flag("--protocol", "--regime")
 @click.option("--seed", type=int, default=None)
 @config_option
 @set_option
 @click.option("--experiment", default=None, help="Experiment name (the folder under output_dir).")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run from checkpoints/last.pt.")
 @dry_run_option
-def train(method: str, dataset: str, protocol: str | None, seed: int | None, config_file: Path | None,
+def train(method: str, dataset: str, regime: str | None, seed: int | None, config_file: Path | None,
           overrides: tuple[str, ...], experiment: str | None, resume: bool, dry_run: bool) -> None:
     """Train and evaluate one method on one dataset; prints the run directory and its metrics."""
     from wsolbench.config import CHOICES
     from wsolbench.engine.distributed import is_main_process
     from wsolbench.engine.runner import execute, plan_runs
+    from wsolbench.reports.summary import write_summary
 
     _check_names("--method", "method", [method], METHODS.names())
     _check_names("--dataset", "dataset", [dataset], DATASETS.names())
-    _check_names("--protocol", "training protocol", [protocol] if protocol else [], CHOICES["protocol.name"])
+    _check_names("--regime", "training regime", [regime] if regime else [], CHOICES["regime.name"])
     user, source = _user_layer(config_file)
-    configs = plan_runs([method], [dataset], protocols=[protocol] if protocol else None,
+    configs = plan_runs([method], [dataset], regimes=[regime] if regime else None,
                         seeds=None if seed is None else [seed], user=user, user_source=source,
                         overrides=list(overrides), experiment=experiment)
     if dry_run:
         return _print_dry_run(configs)
-    for path in execute(configs, resume=resume):
+    paths = execute(configs, resume=resume)
+    if is_main_process():
+        write_summary(paths)
+    for path in paths:
         if is_main_process():
             click.echo(f"run: {path}")
             _print_metrics(path)
@@ -228,17 +244,18 @@ def evaluate(method: str | None, dataset: str | None, checkpoint: Path, protocol
 @main.command()
 @click.option("--methods", default=None, help="Comma-separated methods (default: all registered).")
 @click.option("--dataset", "--datasets", "datasets", default=None, help="Comma-separated datasets.")
-@click.option("--protocols", default=None, help="Comma-separated training protocols (default: full).")
+@click.option("--regimes", default=None, help="Comma-separated training regimes (default: full).")
+@_renamed_flag("--protocols", "--regimes")
 @click.option("--seeds", default=None, help="Comma-separated seeds (default: 0).")
 @config_option
 @set_option
 @click.option("--experiment", default=None, help="Experiment name (the folder under output_dir).")
 @click.option("--resume", is_flag=True, help="Continue interrupted runs (finished ones of the same config are reused).")
 @dry_run_option
-def run(methods: str | None, datasets: str | None, protocols: str | None, seeds: str | None,
+def run(methods: str | None, datasets: str | None, regimes: str | None, seeds: str | None,
         config_file: Path | None, overrides: tuple[str, ...], experiment: str | None, resume: bool,
         dry_run: bool) -> None:
-    """Plan → train → evaluate → table for every method × dataset × protocol × seed.
+    """Plan → train → evaluate → table for every method × dataset × training regime × seed.
 
     With no --methods and no --dataset this is the embedded default benchmark: every method on the
     synthetic dataset with tiny backbones (wsolbench/engine/default_run.yaml), minutes on a CPU.
@@ -247,7 +264,8 @@ def run(methods: str | None, datasets: str | None, protocols: str | None, seeds:
 
     from wsolbench.config import CHOICES
     from wsolbench.engine.distributed import is_main_process
-    from wsolbench.engine.runner import default_run, execute, markdown_table, plan_runs, summary_notes, summary_table
+    from wsolbench.engine.runner import default_run, execute, plan_runs
+    from wsolbench.reports.summary import summary_markdown, summary_notes, write_summary
 
     base = None
     method_list, dataset_list = _csv(methods), _csv(datasets)
@@ -259,10 +277,10 @@ def run(methods: str | None, datasets: str | None, protocols: str | None, seeds:
     dataset_list = dataset_list or plan.get("datasets") or ["synthetic"]
     _check_names("--methods", "method", method_list, METHODS.names())
     _check_names("--dataset", "dataset", dataset_list, DATASETS.names())
-    _check_names("--protocols", "training protocol", _csv(protocols) or [], CHOICES["protocol.name"])
+    _check_names("--regimes", "training regime", _csv(regimes) or [], CHOICES["regime.name"])
     user, source = _user_layer(config_file)
     configs = plan_runs(method_list, dataset_list,
-                        protocols=_csv(protocols) or plan.get("protocols") or ["full"],
+                        regimes=_csv(regimes) or plan.get("regimes") or ["full"],
                         seeds=_seeds(seeds) or plan.get("seeds") or [0], user=user, user_source=source,
                         overrides=list(overrides), experiment=experiment or plan.get("experiment"), base=base)
     if dry_run:
@@ -270,7 +288,8 @@ def run(methods: str | None, datasets: str | None, protocols: str | None, seeds:
     started = time.perf_counter()
     paths = execute(configs, resume=resume)
     if is_main_process():
-        click.echo(markdown_table(summary_table(paths)))
+        for frame in write_summary(paths).values():
+            click.echo(summary_markdown(frame))
         for note in summary_notes(paths):
             click.echo(note)
         click.echo(f"{len(paths)} run(s) in {time.perf_counter() - started:.0f} s; "
@@ -313,8 +332,11 @@ def report(runs_dir: Path, style: str, with_paper: bool, out: Path | None, proto
 def ablate(method: str, dataset: str, grids: tuple[str, ...], seeds: str, config_file: Path | None,
            overrides: tuple[str, ...], experiment: str | None, resume: bool, dry_run: bool) -> None:
     """Run an ablation grid through the engine, then write its table (md/csv/tex) and bar chart."""
+    from wsolbench.ablation_manifest import load_manifest
+    from wsolbench.engine import ablation
     from wsolbench.engine.distributed import is_main_process
-    from wsolbench.reports import ablation
+    from wsolbench.reports.ablation import write_outputs
+    from wsolbench.reports.summary import write_summary
     from wsolbench.reports.tables import PAPER
 
     _check_names("--method", "method", [method], METHODS.names())
@@ -326,12 +348,13 @@ def ablate(method: str, dataset: str, grids: tuple[str, ...], seeds: str, config
                                             experiment=experiment, seeds=_seeds(seeds), user=user,
                                             user_source=source)
         return _print_dry_run([c for _, _, configs in planned for c in configs])
-    manifest = ablation.run_ablation(method, dataset, studies, overrides=list(overrides),
-                                     experiment=experiment, seeds=_seeds(seeds), user=user,
-                                     user_source=source, resume=resume)
+    manifest, paths = ablation.run_ablation(method, dataset, studies, overrides=list(overrides),
+                                            experiment=experiment, seeds=_seeds(seeds), user=user,
+                                            user_source=source, resume=resume)
     if is_main_process():
+        write_summary(paths)
         out = manifest.parent / "report"
-        result = ablation.write_outputs(ablation.load_manifest(manifest), out, PAPER)
+        result = write_outputs(load_manifest(manifest), out, PAPER)
         click.echo(result.markdown)
         click.echo(f"ablation written to {out} (manifest {manifest})")
 
@@ -356,15 +379,14 @@ def ablate(method: str, dataset: str, grids: tuple[str, ...], seeds: str, config
 def score(scoremaps: Path, metadata_dir: Path, metric: str, cam_curve_interval: float, iou_thresholds: str,
           mask_root: Path | None, output: Path, workers: int | None, per_image: Path | None) -> None:
     """Score saved maps against a metadata split (oracle-test threshold sweep) and write OUT.json."""
-    from wsolbench.metrics.score import score as run_score
-    from wsolbench.metrics.score import write_score
+    from wsolbench.metrics.score import score_saved_maps, write_score
 
     try:
         deltas = [int(d) for d in iou_thresholds.split(",")]
     except ValueError:
         raise click.BadParameter(f"expected integers like 30,50,70, got {iou_thresholds!r}",
                                  param_hint="--iou-thresholds") from None
-    record = run_score(scoremaps, metadata_dir, metric, cam_curve_interval, deltas, mask_root, workers,
+    record = score_saved_maps(scoremaps, metadata_dir, metric, cam_curve_interval, deltas, mask_root, workers,
                        per_image_output=per_image)
     write_score(record, output)
     per_iou = ", ".join(f"IoU{d} {v:.2f}" for d, v in record["per_iou"].items())

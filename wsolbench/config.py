@@ -98,7 +98,10 @@ class TrainConfig(_Section):
     checkpoint_every_steps: NonNegativeInt = 0  # also save last.pt every n optimizer steps (0: at epoch ends only)
 
 
-class ProtocolConfig(_Section):
+class RegimeConfig(_Section):
+    """The training regime: which parameters train (`full`, `parameter_efficient`) and on which images
+    (`few_shot`: `shots` per class)."""
+
     name: Literal["full", "parameter_efficient", "few_shot"] = "full"
     trainable_blocks: NonNegativeInt = 0
     shots: NonNegativeInt = 0
@@ -124,7 +127,7 @@ class ExperimentConfig(_Section):
     method: MethodConfig = Field(default_factory=MethodConfig)
     dataset: DatasetConfig = Field(default_factory=DatasetConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
-    protocol: ProtocolConfig = Field(default_factory=ProtocolConfig)
+    regime: RegimeConfig = Field(default_factory=RegimeConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
 
     @model_validator(mode="after")
@@ -141,8 +144,8 @@ class ExperimentConfig(_Section):
         if self.train.schedule == "step" and not (intervals and all(every > 0 for every in intervals)):
             raise ValueError("train.lr_decay_every: the 'step' schedule needs positive decay intervals, "
                              f"got {self.train.lr_decay_every!r}")
-        if self.protocol.name == "few_shot" and self.protocol.shots <= 0:
-            raise ValueError("protocol.shots: the few_shot protocol needs images per class > 0")
+        if self.regime.name == "few_shot" and self.regime.shots <= 0:
+            raise ValueError("regime.shots: the few_shot regime needs images per class > 0")
         return self
 
 
@@ -224,13 +227,23 @@ def _validated(model: type[BaseModel], data: dict[str, Any], source: str, partia
         raise ConfigError(f"{source}{_message(model, errors[0], same_key)}") from None
 
 
+RENAMED_KEYS = {"protocol": "regime"}
+"""Top-level keys renamed since configs were first saved: old name → new name."""
+
+
 def merge(obj: BaseModel, updates: dict[str, Any], source: str = "") -> None:
     """Apply a nested mapping onto a config model in place, checking every key, type and range.
 
-    The checks across keys and against the registries (`validate`) wait for the fully layered config.
+    A renamed key (RENAMED_KEYS) is refused with a pointer to its new name; saved configs are read
+    through `migrate_saved` instead. The checks across keys and against the registries (`validate`)
+    wait for the fully layered config.
     """
     if not isinstance(updates, dict):
         raise ConfigError(f"{source}<top>: expected a mapping, got {updates!r}")
+    for old, new in RENAMED_KEYS.items():
+        if isinstance(obj, ExperimentConfig) and old in updates:
+            raise ConfigError(f"{source}config key {old!r} is now {new!r} (the training regime: {new}.name, "
+                              f"{new}.shots, {new}.trainable_blocks); evaluation conventions stay under eval.protocol")
     state = obj.model_dump()
     _deep_update(state, updates)
     merged = _validated(type(obj), state, source, partial=True)
@@ -494,10 +507,23 @@ def to_dict(config: ExperimentConfig) -> dict[str, Any]:
     return config.model_dump()
 
 
+def migrate_saved(data: dict[str, Any]) -> dict[str, Any]:
+    """A saved config (a run's config.yaml, a checkpoint's `config`) with renamed keys under their new
+    names (RENAMED_KEYS: runs saved before the rename hold `protocol:` for the training regime)."""
+    if not isinstance(data, dict):
+        return data
+    migrated = dict(data)
+    for old, new in RENAMED_KEYS.items():
+        if old in migrated and new not in migrated:
+            migrated[new] = migrated.pop(old)
+    return migrated
+
+
 def from_dict(data: dict[str, Any], source: str = "") -> ExperimentConfig:
-    """Rebuild a saved config (e.g. a run's config.yaml), with the same checks; keys it lacks take their defaults."""
+    """Rebuild a saved config (e.g. a run's config.yaml), with the same checks; keys it lacks take their
+    defaults, and keys saved under an old name are read under the new one (`migrate_saved`)."""
     config = ExperimentConfig()
-    merge(config, data, source)
+    merge(config, migrate_saved(data), source)
     validate(config)
     return config
 

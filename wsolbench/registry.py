@@ -99,6 +99,21 @@ METHODS: Registry[Any] = Registry("method", "wsolbench.methods", "wsolbench.meth
 DATASETS: Registry[Any] = Registry("dataset", "wsolbench.datasets", "wsolbench.datasets")
 REPORTS: Registry[Any] = Registry("report", "wsolbench.reports", None)
 
+
+
+def method_display_names() -> dict[str, str]:
+    """Every registered method → its class's `display_name` (the registered name when it declares none)."""
+    return {name: getattr(METHODS.get(name), "display_name", "") or name for name in METHODS.names()}
+
+
+def backbone_display_names() -> dict[str, str]:
+    """Backbone id → display name, from the `backbone_names` of every registered method."""
+    names: dict[str, str] = {}
+    for name in METHODS.names():
+        names.update(getattr(METHODS.get(name), "backbone_names", {}) or {})
+    return names
+
+
 register_method = METHODS.register
 register_dataset = DATASETS.register
 register_report = REPORTS.register

@@ -1,8 +1,9 @@
 """Run directories and the results table that reports read.
 
-Layout: `<output_dir>/<experiment>/<dataset>/<method>-<protocol>-seed<k>/` holding
-`config.yaml`, `log.jsonl`, `checkpoints/{last,best}.pt`, `metrics.json`, `curves.csv`, and on box
-datasets `per_image.npz` (wsolbench.metrics.per_image).
+Layout: `<output_dir>/<experiment>/<dataset>/<method>-<regime>-seed<k>/` holding
+`config.yaml`, `log.jsonl`, `checkpoints/{last,best}.pt` (written by wsolbench.engine.checkpoint),
+`metrics.json`, `curves.csv`, and on box datasets `per_image.npz` (wsolbench.metrics.per_image).
+Nothing here imports torch.
 
 Guarantees: every file is written atomically (temp file in the same folder, then rename), so a
 crash never leaves half a file; a run directory is held by one writer at a time through an
@@ -11,7 +12,7 @@ both; only a dead process's lock on the same host is taken over).
 
 `metrics.json` schema::
 
-    {"experiment", "dataset", "method", "backbone", "protocol", "seed", "trainable_params",
+    {"experiment", "dataset", "method", "backbone", "regime", "seed", "trainable_params",
      "results": [{"split": "test", "eval_protocol": "wsolevaluation",
                   "threshold_policy": "oracle-test", "checkpoint": "last",
                   "metrics": {"maxboxaccv2": 66.7, ...}, "thresholds": {...}}]}
@@ -31,13 +32,13 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import torch
 from filelock import FileLock, Timeout
 
-from wsolbench.atomic import atomic_write, atomic_write_text
+from wsolbench.atomic import atomic_write_text
 from wsolbench.errors import WsolbenchError
 
-RUN_KEYS = ("experiment", "dataset", "method", "backbone", "protocol", "seed", "trainable_params")
+RUN_KEYS = ("experiment", "dataset", "method", "backbone", "regime", "seed", "trainable_params")
+RENAMED_RUN_KEYS = {"protocol": "regime"}  # metrics.json written before the rename: old key → new key
 ENTRY_KEYS = ("split", "eval_protocol", "threshold_policy", "checkpoint")
 RESULT_COLUMNS = ["run_dir", *RUN_KEYS, *ENTRY_KEYS, "metric", "value"]
 
@@ -46,12 +47,12 @@ class RunLockedError(WsolbenchError, RuntimeError):
     """Another process holds the run directory."""
 
 
-def run_name(method: str, protocol: str, seed: int) -> str:
-    return f"{method}-{protocol}-seed{seed}"
+def run_name(method: str, regime: str, seed: int) -> str:
+    return f"{method}-{regime}-seed{seed}"
 
 
-def run_path(output_dir: str | Path, experiment: str, dataset: str, method: str, protocol: str, seed: int) -> Path:
-    return Path(output_dir) / experiment / dataset / run_name(method, protocol, seed)
+def run_path(output_dir: str | Path, experiment: str, dataset: str, method: str, regime: str, seed: int) -> Path:
+    return Path(output_dir) / experiment / dataset / run_name(method, regime, seed)
 
 
 class RunDir:
@@ -136,10 +137,6 @@ class RunDir:
         with open(self.path / "log.jsonl", "a", encoding="utf-8") as handle:
             handle.write(json.dumps(record) + "\n")
 
-    def save_checkpoint(self, name: str, state: dict[str, Any]) -> Path:
-        """torch.save to checkpoints/<name> through `atomic_write`."""
-        return atomic_write(self.checkpoints / name, lambda handle: torch.save(state, handle))
-
 
 def _lock_holder(lock: str | Path) -> tuple[str, int | None]:
     """(host, pid) written in a lock file; an unreadable one is reported as host '?'.
@@ -190,7 +187,10 @@ def find_runs(paths: Iterable[str | Path]) -> list[Path]:
 
 
 def load_results(paths: Iterable[str | Path]) -> pd.DataFrame:
-    """One row per (run, result entry, metric), columns RESULT_COLUMNS; raises on a malformed file."""
+    """One row per (run, result entry, metric), columns RESULT_COLUMNS; raises on a malformed file.
+
+    A metrics.json written before the rename holds the training regime under `protocol`; it is read as `regime`.
+    """
     rows: list[dict[str, Any]] = []
     for run in find_runs(paths):
         path = run / "metrics.json"
@@ -201,6 +201,9 @@ def load_results(paths: Iterable[str | Path]) -> pd.DataFrame:
         for key in ("method", "dataset", "results"):
             if key not in data:
                 raise ValueError(f"{path}: missing key {key!r}")
+        for old, new in RENAMED_RUN_KEYS.items():
+            if old in data and new not in data:
+                data[new] = data.pop(old)
         base = {"run_dir": str(run), **{k: data.get(k) for k in RUN_KEYS}}
         for i, entry in enumerate(data["results"]):
             if "metrics" not in entry:

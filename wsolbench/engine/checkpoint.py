@@ -16,7 +16,15 @@ from typing import Any
 import numpy as np
 import torch
 
+from wsolbench.atomic import atomic_write
 from wsolbench.errors import BadFileError, MissingFileError
+from wsolbench.results import RunDir
+
+
+def save_checkpoint(run: RunDir, name: str, state: dict[str, Any]) -> Path:
+    """torch.save `state` to the run's `checkpoints/<name>` through `atomic_write`: a failed save keeps
+    the previous file and leaves no temp file."""
+    return atomic_write(run.checkpoints / name, lambda handle: torch.save(state, handle))
 
 
 def seed_everything(seed: int) -> None:

@@ -15,10 +15,10 @@ import math
 from pathlib import Path
 
 from wsolbench.config import ExperimentConfig, dump
-from wsolbench.data import open_dataset
 from wsolbench.engine import distributed
-from wsolbench.engine.protocols import count_trainable, trainable_groups, training_images
+from wsolbench.engine.regimes import count_trainable, trainable_groups, training_images
 from wsolbench.engine.train import amp_dtype, micro_batch_size
+from wsolbench.prepared_dataset import open_dataset
 from wsolbench.registry import DATASETS
 from wsolbench.results import run_path
 from wsolbench.weights import check_pretrained
@@ -53,9 +53,9 @@ def train_images(config: ExperimentConfig) -> tuple[int | None, str]:
     if known is None:
         return None, f"not prepared at {root}; count unknown until `bench.py prepare {config.dataset.name}`"
     count, source = known
-    if config.protocol.name == "few_shot":
+    if config.regime.name == "few_shot":
         num_classes = DATASETS.get(config.dataset.name).num_classes
-        return min(count, config.protocol.shots * num_classes), f"at most {config.protocol.shots} per class"
+        return min(count, config.regime.shots * num_classes), f"at most {config.regime.shots} per class"
     return count, source
 
 
@@ -82,7 +82,7 @@ def describe_plan(configs: list[ExperimentConfig]) -> str:
         trainable = trainable_parameters(config)
         t = config.train
         folder = run_path(config.output_dir, config.experiment, config.dataset.name, config.method.name,
-                          config.protocol.name, config.seed)
+                          config.regime.name, config.seed)
         lines = [f"# run: {folder}"]
         if trainable == 0:
             lines.append("# cost: no training (0 trainable parameters); evaluation only")

@@ -15,23 +15,17 @@ import torch
 from torch.utils.data import DataLoader, Subset
 from torchvision import transforms as T
 
+from wsolbench.annotations import IMAGENET_MEAN, IMAGENET_STD, Metadata, MetadataError
 from wsolbench.config import ExperimentConfig
-from wsolbench.data import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    Metadata,
-    MetadataError,
-    PreparedDataset,
-    WSOLDataset,
-    collate,
-)
+from wsolbench.contracts.method import WSOLMethod
 from wsolbench.engine.distributed import DistInfo, all_gather_object, all_reduce_sum_
-from wsolbench.method import WSOLMethod
+from wsolbench.engine.loaders import WSOLDataset, collate
 from wsolbench.metrics.accumulators import BoxAccumulator, MaskAccumulator, MetricResult
 from wsolbench.metrics.boxes import sweep_boxes
-from wsolbench.metrics.maps import prepare_maps
+from wsolbench.metrics.maps import normalize_maps
 from wsolbench.metrics.per_image import PerImage, concat
 from wsolbench.metrics.protocols import EvalProtocol, get_protocol, threshold_list
+from wsolbench.prepared_dataset import PreparedDataset
 
 SAMPLE_COUNT = 8
 
@@ -130,8 +124,8 @@ def accumulate(
             flat = model(views.flatten(0, 1)).logits.float()
             logits = flat.softmax(-1).view(len(labels), views.shape[1], -1).mean(1)
         top1_maps = top1_class_maps(model, images, labels, logits, maps) if protocol.box_map == "top1_class" else None
-        top1 = None if top1_maps is None else prepare_maps(protocol, top1_maps)
-        accumulator.update_prepared(prepare_maps(protocol, maps), batch["boxes"], labels.cpu(),
+        top1 = None if top1_maps is None else normalize_maps(protocol, top1_maps)
+        accumulator.update_prepared(normalize_maps(protocol, maps), batch["boxes"], labels.cpu(),
                                     logits.float().cpu(), names=batch["image_id"], top1_prepared=top1)
     model.train(was_training)
     accumulator.reduce(lambda counts: all_reduce_sum_(counts, info))
@@ -144,7 +138,7 @@ def gather_per_image(accumulator: BoxAccumulator, metadata: Metadata, info: Dist
     return concat(parts).aligned_to(np.asarray(metadata.image_ids, dtype=str), "evaluation shards")
 
 
-def score(
+def result_under_policy(
     accumulator: BoxAccumulator | MaskAccumulator,
     policy: str,
     fixed: dict[str, float] | list[float] | None = None,
@@ -198,7 +192,7 @@ def qualitative_samples(
     model.eval()
     localization = model.localize(batch["image"].to(device), class_ids=batch["label"].to(device))
     model.train(was_training)
-    maps = prepare_maps(protocol, localization.maps.float().cpu())
+    maps = normalize_maps(protocol, localization.maps.float().cpu())
     mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
     std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
     pixels = ((batch["image"] * std + mean).clamp(0, 1) * 255).round().to(torch.uint8)

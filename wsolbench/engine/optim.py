@@ -10,7 +10,7 @@ import math
 import torch
 
 from wsolbench.config import TrainConfig, decay_intervals
-from wsolbench.method import ParamGroup
+from wsolbench.contracts.method import ParamGroup
 
 
 def build_optimizer(groups: list[ParamGroup], config: TrainConfig) -> torch.optim.Optimizer:

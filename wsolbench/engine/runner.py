@@ -1,18 +1,18 @@
-"""Plan and execute runs: config → dataset + method → train → evaluate → run directory → table.
+"""Plan and execute runs: config → dataset + method → train → evaluate → run directory.
 
-    configs = plan_runs(methods=["sat"], datasets=["synthetic"], protocols=["full"], seeds=[0])
+    configs = plan_runs(methods=["sat"], datasets=["synthetic"], regimes=["full"], seeds=[0])
     run_dirs = execute(configs, resume=False)
 
-Each run writes `<output_dir>/<experiment>/<dataset>/<method>-<protocol>-seed<k>/` (config.yaml,
+Each run writes `<output_dir>/<experiment>/<dataset>/<method>-<regime>-seed<k>/` (config.yaml,
 log.jsonl, checkpoints/{last,best}.pt, metrics.json, curves.csv, samples.npz, per_image.npz; few_shot_ids.txt
-under few_shot). Under torchrun every rank executes the same plan; only rank 0 writes.
+under few_shot). Under torchrun every rank executes the same plan; only rank 0 writes. The summary
+table of a batch of runs is wsolbench.reports.summary.
 """
 
 from __future__ import annotations
 
 import copy
 import difflib
-import json
 from pathlib import Path
 from typing import Any
 
@@ -21,18 +21,12 @@ import pandas as pd
 import torch
 import yaml
 
-from wsolbench.atomic import atomic_write, atomic_write_text
-from wsolbench.config import ConfigError, ExperimentConfig, Override, dump, resolve, to_dict
-from wsolbench.data import (
-    Metadata,
-    PreparedDataset,
-    WSOLDataset,
-    open_dataset,
-    per_class_subset,
-    train_transform,
-)
+from wsolbench.annotations import Metadata
+from wsolbench.atomic import atomic_write
+from wsolbench.config import ConfigError, ExperimentConfig, Override, dump, migrate_saved, resolve, to_dict
+from wsolbench.contracts.method import WSOLMethod, create_method
 from wsolbench.engine import distributed
-from wsolbench.engine.checkpoint import seed_everything
+from wsolbench.engine.checkpoint import save_checkpoint, seed_everything
 from wsolbench.engine.distributed import DistInfo
 from wsolbench.engine.evaluate import (
     accumulate,
@@ -40,28 +34,20 @@ from wsolbench.engine.evaluate import (
     gather_per_image,
     qualitative_samples,
     result_entry,
-    score,
+    result_under_policy,
     selection_metric,
 )
-from wsolbench.engine.protocols import count_trainable, trainable_groups, training_images
+from wsolbench.engine.loaders import WSOLDataset, train_transform
+from wsolbench.engine.regimes import count_trainable, per_class_subset, trainable_groups, training_images
 from wsolbench.engine.train import Trainer, amp_dtype, micro_batch_size
 from wsolbench.errors import MissingFileError, RunConflictError, WsolbenchError
-from wsolbench.method import WSOLMethod, create_method
 from wsolbench.metrics.per_image import save as save_per_image
+from wsolbench.prepared_dataset import PreparedDataset, open_dataset
 from wsolbench.registry import DATASETS, METHODS
 from wsolbench.results import RunDir, run_path
-from wsolbench.stats.runs import run_intervals
 from wsolbench.weights import fetch_pretrained
 
 DEFAULT_RUN = Path(__file__).with_name("default_run.yaml")
-SUMMARY_COLUMNS = {
-    "maxboxaccv2": "MaxBoxAccV2",
-    "maxboxacc": "MaxBoxAcc",
-    "gt_known_loc": "GT-known",
-    "top1_loc": "Top-1 Loc",
-    "top1_cls": "Top-1 Cls",
-    "pxap": "PxAP",
-}
 
 
 # --------------------------------------------------------------------------- planning
@@ -85,7 +71,7 @@ def _deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
 def plan_runs(
     methods: list[str],
     datasets: list[str],
-    protocols: list[str] | None = ("full",),
+    regimes: list[str] | None = ("full",),
     seeds: list[int] | None = (0,),
     user: dict[str, Any] | None = None,
     user_source: str = "",
@@ -93,10 +79,10 @@ def plan_runs(
     experiment: str | None = None,
     base: dict[str, Any] | None = None,
 ) -> list[ExperimentConfig]:
-    """One validated config per (method × dataset × protocol × seed), resolved before any work.
+    """One validated config per (method × dataset × training regime × seed), resolved before any work.
 
     `base` is the embedded-defaults layer (see wsolbench.config.resolve); its optional key
-    `per_method: {<method>: {...}}` adds a per-method layer on top of it. `protocols` / `seeds`
+    `per_method: {<method>: {...}}` adds a per-method layer on top of it. `regimes` / `seeds`
     None keep what the config layers say. Every config error surfaces here, before training.
     """
     configs = []
@@ -105,9 +91,9 @@ def plan_runs(
     for method in methods:
         method_base = _deep_merge(base, per_method.get(method) or {})
         for dataset in datasets:
-            for protocol in protocols or [None]:
+            for regime in regimes or [None]:
                 for seed in seeds or [None]:
-                    extra: list[Override] = [("protocol.name", protocol)] if protocol is not None else []
+                    extra: list[Override] = [("regime.name", regime)] if regime is not None else []
                     extra += [("seed", seed)] if seed is not None else []
                     extra += [("experiment", str(experiment))] if experiment else []  # "2024" stays a string
                     configs.append(resolve(
@@ -205,7 +191,7 @@ def _run_mode(run: RunDir, config: ExperimentConfig, resume: bool) -> str:
     finished = (run.path / "metrics.json").is_file()
     if not saved_path.is_file() or not (finished or (run.checkpoints / "last.pt").is_file()):
         return "fresh"
-    diff = _config_diff(yaml.safe_load(saved_path.read_text()), to_dict(config))
+    diff = _config_diff(migrate_saved(yaml.safe_load(saved_path.read_text())), to_dict(config))
     if diff:
         changes = "\n  ".join(diff)
         raise RunConflictError(
@@ -240,10 +226,7 @@ def execute(configs: list[ExperimentConfig], resume: bool = False) -> list[Path]
         micro_batch_size(config, info)
         amp_dtype(config.train.amp, info.device)
     fetch_all_pretrained(configs, info)
-    paths = [run_one(config, resume, info) for config in configs]
-    if info.is_main:
-        write_summary(paths)
-    return paths
+    return [run_one(config, resume, info) for config in configs]
 
 
 def fetch_all_pretrained(configs: list[ExperimentConfig], info: DistInfo) -> None:
@@ -266,7 +249,7 @@ def fetch_all_pretrained(configs: list[ExperimentConfig], info: DistInfo) -> Non
 def run_one(config: ExperimentConfig, resume: bool, info: DistInfo) -> Path:
     """Train (or continue) one run, then evaluate it; returns its run directory."""
     path = run_path(config.output_dir, config.experiment, config.dataset.name, config.method.name,
-                    config.protocol.name, config.seed)
+                    config.regime.name, config.seed)
     run = RunDir(path)
     mode: Any = None
     if info.is_main:
@@ -300,14 +283,14 @@ def _train_and_evaluate(config: ExperimentConfig, run: RunDir, info: DistInfo, r
     test_meta = prepared.split("test")
     groups = trainable_groups(model, config)
     trainable = count_trainable(groups)
-    if info.is_main and config.protocol.name == "few_shot":
+    if info.is_main and config.regime.name == "few_shot":
         run.write_text("few_shot_ids.txt", "\n".join(train_meta.image_ids) + "\n")
 
     last_val: dict[str, Any] = {}
 
     def validate(module: WSOLMethod) -> tuple[str, float]:
         accumulator = accumulate(module, prepared, val_meta, config, info)
-        result = score(accumulator, "oracle-test")
+        result = result_under_policy(accumulator, "oracle-test")
         metric = selection_metric(val_meta)
         last_val["result"] = result
         return metric, float(result.metrics[metric])
@@ -328,7 +311,7 @@ def _train_and_evaluate(config: ExperimentConfig, run: RunDir, info: DistInfo, r
             model.load_state_dict(state["model"])
             last_val.clear()
     elif info.is_main:
-        run.save_checkpoint("last.pt", {"model": model.state_dict(), "epoch": 0})
+        save_checkpoint(run, "last.pt", {"model": model.state_dict(), "epoch": 0})
     checkpoint = ("last" if val_meta is None else config.eval.checkpoint) if trainable else "untrained"
     note = missing_val_note(prepared, config, bool(trainable)) if val_meta is None else None
     evaluate_into(run, model, prepared, config, info, val_meta, test_meta, checkpoint,
@@ -347,9 +330,9 @@ def missing_val_note(prepared: PreparedDataset, config: ExperimentConfig, traine
 
 
 def _few_shot_info(config: ExperimentConfig, train_meta: Metadata) -> dict[str, Any]:
-    if config.protocol.name != "few_shot":
+    if config.regime.name != "few_shot":
         return {}
-    return {"few_shot": {"shots": config.protocol.shots, "seed": config.seed, "images": len(train_meta),
+    return {"few_shot": {"shots": config.regime.shots, "seed": config.seed, "images": len(train_meta),
                          "ids_file": "few_shot_ids.txt"}}
 
 
@@ -364,7 +347,7 @@ def evaluate_into(
     checkpoint: str,
     val_result: Any = None,
     extra: dict[str, Any] | None = None,
-    protocol_name: str | None = None,
+    regime_name: str | None = None,
 ) -> None:
     """Evaluate val (oracle-test) and test, then write metrics.json, curves.csv, samples.npz and, for
     box datasets, per_image.npz (the test images' results; wsolbench.metrics.per_image).
@@ -375,13 +358,13 @@ def evaluate_into(
     entries, curves = [], []
     if val_meta is not None:
         if val_result is None:
-            val_result = score(accumulate(model, prepared, val_meta, config, info), "oracle-test")
+            val_result = result_under_policy(accumulate(model, prepared, val_meta, config, info), "oracle-test")
         entries.append(result_entry("val", config, "oracle-test", checkpoint, val_result))
         curves.append(curves_frame("val", config, "oracle-test", val_result))
     boxes = test_meta.kind != "masks"
     test_acc = accumulate(model, prepared, test_meta, config, info, record_images=boxes)
     per_image = gather_per_image(test_acc, test_meta, info) if boxes else None
-    oracle = score(test_acc, "oracle-test")
+    oracle = result_under_policy(test_acc, "oracle-test")
     entries.append(result_entry("test", config, "oracle-test", checkpoint, oracle))
     curves.append(curves_frame("test", config, "oracle-test", oracle))
     chosen = oracle
@@ -389,9 +372,9 @@ def evaluate_into(
     if policy == "val":
         if val_result is None:
             raise ConfigError(f"eval.threshold_policy 'val' needs a val split with GT in {prepared.root}")
-        chosen = score(test_acc, "fixed", dict(val_result.thresholds))
+        chosen = result_under_policy(test_acc, "fixed", dict(val_result.thresholds))
     elif policy == "fixed":
-        chosen = score(test_acc, "fixed", list(config.eval.thresholds))
+        chosen = result_under_policy(test_acc, "fixed", list(config.eval.thresholds))
     if policy != "oracle-test":
         entries.append(result_entry("test", config, policy, checkpoint, chosen))
         curves.append(curves_frame("test", config, policy, chosen))
@@ -402,7 +385,7 @@ def evaluate_into(
         "dataset": config.dataset.name,
         "method": config.method.name,
         "backbone": backbone_name(config),
-        "protocol": protocol_name or config.protocol.name,
+        "regime": regime_name or config.regime.name,
         "seed": config.seed,
         **(extra or {}),
         "results": entries,
@@ -422,7 +405,7 @@ def evaluate_into(
 def evaluate_checkpoint(config: ExperimentConfig, checkpoint: Path, output: Path | None = None) -> Path:
     """Score a checkpoint (ours or an official one, via method.load_checkpoint) under config.eval.
 
-    Writes metrics.json (protocol 'external', checkpoint = the file), curves.csv and samples.npz to
+    Writes metrics.json (regime 'external', checkpoint = the file), curves.csv and samples.npz to
     `output` (default `<output_dir>/<experiment>/<dataset>/<method>-eval-<eval protocol>-seed<k>`).
     """
     info = distributed.setup(config.device)
@@ -440,80 +423,8 @@ def evaluate_checkpoint(config: ExperimentConfig, checkpoint: Path, output: Path
         if info.is_main:
             run.write_text("config.yaml", dump(config))
         evaluate_into(run, model, prepared, config, info, val_metadata(prepared, config),
-                      prepared.split("test"), str(checkpoint), protocol_name="external",
+                      prepared.split("test"), str(checkpoint), regime_name="external",
                       extra={"trainable_params": 0})
     finally:
         run.release()
     return path
-
-
-# --------------------------------------------------------------------------- the table
-
-
-def summary_table(paths: list[Path]) -> pd.DataFrame:
-    """One row per run: method, dataset, protocol, seed and the test metrics under its threshold policy.
-
-    Where the run has per-image results, each metric column `X` is followed by `X ±`: the half-width
-    of its 95 % bootstrap interval over the test images (wsolbench.stats).
-    """
-    rows = []
-    for path in paths:
-        data = json.loads((Path(path) / "metrics.json").read_text())
-        config = yaml.safe_load((Path(path) / "config.yaml").read_text())
-        policy = config["eval"]["threshold_policy"]
-        tests = [e for e in data["results"] if e["split"] == "test"]
-        entry = next((e for e in tests if e["threshold_policy"] == policy), tests[0])
-        row = {"method": data["method"], "dataset": data["dataset"], "protocol": data["protocol"],
-               "seed": data["seed"], "eval": f"{entry['eval_protocol']}/{entry['threshold_policy']}"}
-        intervals = run_intervals(Path(path), policy)
-        for key, column in SUMMARY_COLUMNS.items():
-            if key in entry["metrics"]:
-                row[column] = round(float(entry["metrics"][key]), 2)
-                if intervals is not None and key in intervals:
-                    row[f"{column} ±"] = round(intervals[key].half_width, 2)
-        rows.append(row)
-    return pd.DataFrame(rows)
-
-
-def summary_notes(paths: list[Path]) -> list[str]:
-    """The distinct notes of the runs' metrics.json ("notes"), in run order, each naming its runs' count."""
-    notes: dict[str, int] = {}
-    for path in paths:
-        for note in json.loads((Path(path) / "metrics.json").read_text()).get("notes", []):
-            notes[note] = notes.get(note, 0) + 1
-    return [f"NOTE ({count} of {len(paths)} runs): {note}" for note, count in notes.items()]
-
-
-def markdown_table(frame: pd.DataFrame) -> str:
-    """The summary as Markdown; a column `X ±` is shown inside `X` as `value ± half-width`, with a note."""
-    columns = [c for c in frame.columns if not str(c).endswith(" ±")]
-    lines = ["| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
-
-    def text(value: Any) -> str:
-        return "" if pd.isna(value) else (f"{value:.2f}" if isinstance(value, float) else str(value))
-
-    for _, row in frame.iterrows():
-        cells = []
-        for c in columns:
-            half = row.get(f"{c} ±")
-            cells.append(text(row[c]) + ("" if half is None or pd.isna(half) else f" ± {half:.2f}"))
-        lines.append("| " + " | ".join(cells) + " |")
-    if len(columns) < len(frame.columns):
-        lines += ["", "± : half-width of the 95 % bootstrap interval over the test images (1,000 resamples; "
-                      "τ re-selected in each resample under oracle-test, held under val)."]
-    return "\n".join(lines) + "\n"
-
-
-def write_summary(paths: list[Path]) -> dict[Path, str]:
-    """Write `<output_dir>/<experiment>/summary.md` and `.csv` for each experiment among `paths`."""
-    by_experiment: dict[Path, list[Path]] = {}
-    for path in paths:
-        by_experiment.setdefault(Path(path).parents[1], []).append(Path(path))
-    written = {}
-    for folder, runs in by_experiment.items():
-        frame = summary_table(runs)
-        text = markdown_table(frame) + "".join(f"\n{note}\n" for note in summary_notes(runs))
-        atomic_write_text(folder / "summary.csv", frame.to_csv(index=False))
-        atomic_write_text(folder / "summary.md", text)
-        written[folder] = text
-    return written

@@ -25,12 +25,12 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from tqdm import tqdm
 
 from wsolbench.config import ConfigError, ExperimentConfig, to_dict
-from wsolbench.data import WSOLDataset, collate
-from wsolbench.engine.checkpoint import load_training_state, rng_state, set_rng_state
+from wsolbench.contracts.method import ParamGroup, WSOLMethod
+from wsolbench.engine.checkpoint import load_training_state, rng_state, save_checkpoint, set_rng_state
 from wsolbench.engine.distributed import DistInfo, all_gather_object
+from wsolbench.engine.loaders import WSOLDataset, collate
 from wsolbench.engine.optim import LRSchedule, build_optimizer
 from wsolbench.errors import RunConflictError, WsolbenchError
-from wsolbench.method import ParamGroup, WSOLMethod
 from wsolbench.results import RunDir
 
 Validator = Callable[[WSOLMethod], tuple[str, float]]
@@ -157,7 +157,7 @@ class Trainer:
     def save(self, name: str, state: dict[str, Any] | None = None) -> None:
         state = self.checkpoint() if state is None else state  # every rank joins the RNG gather
         if self.info.is_main:
-            self.run.save_checkpoint(name, state)
+            save_checkpoint(self.run, name, state)
 
     def resume(self) -> None:
         """Restore model, optimizer, scaler, RNG states, epoch and position from last.pt."""

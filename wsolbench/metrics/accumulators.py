@@ -20,7 +20,7 @@ import pandas as pd
 
 from wsolbench.errors import BadFileError, BadValueError
 from wsolbench.metrics.boxes import check_boxes, sweep_ious
-from wsolbench.metrics.maps import as_numpy, prepare_maps
+from wsolbench.metrics.maps import as_numpy, normalize_maps
 from wsolbench.metrics.per_image import NO_CLASS, TOPK, PerImage, concat, encode_iou, top5_classes
 from wsolbench.metrics.protocols import EvalProtocol
 from wsolbench.metrics.pxap import bin_edges, check_label_map, pixel_histograms, pxap_curve
@@ -170,8 +170,8 @@ class BoxAccumulator(_Counts):
         protocol reads its box metrics from them (box_map 'top1_class'); only images whose
         prediction is wrong use them, since elsewhere they equal `maps`.
         """
-        top1 = None if top1_maps is None else prepare_maps(self.protocol, top1_maps)
-        self.update_prepared(prepare_maps(self.protocol, maps), gt_boxes, labels, logits, top1_prepared=top1)
+        top1 = None if top1_maps is None else normalize_maps(self.protocol, top1_maps)
+        self.update_prepared(normalize_maps(self.protocol, maps), gt_boxes, labels, logits, top1_prepared=top1)
 
     def update_prepared(
         self,
@@ -339,7 +339,7 @@ class MaskAccumulator(_Counts):
 
     def update(self, maps: Any, label_maps: Any) -> None:
         """Add RAW maps (B, h, w) with label maps (B, S, S) uint8: 1 foreground, 0 background, 255 ignore."""
-        self.update_prepared(prepare_maps(self.protocol, maps), label_maps)
+        self.update_prepared(normalize_maps(self.protocol, maps), label_maps)
 
     def update_prepared(
         self, prepared: np.ndarray, label_maps: Any, names: Sequence[str] | None = None

@@ -34,7 +34,7 @@ def _min_max(m: np.ndarray, protocol: EvalProtocol, eps: float) -> np.ndarray:
     return m / (m.max() + eps)
 
 
-def prepare_map(protocol: EvalProtocol, raw: Any) -> np.ndarray:
+def normalize_map(protocol: EvalProtocol, raw: Any) -> np.ndarray:
     """One raw (h, w) map → (S, S) in [0, 1], of the protocol's map_dtype (see EvalProtocol.normalize)."""
     m = as_numpy(raw).astype(protocol.map_dtype)
     if m.ndim != 2:
@@ -46,7 +46,7 @@ def prepare_map(protocol: EvalProtocol, raw: Any) -> np.ndarray:
     return _min_max(cv2.resize(m, (size, size), interpolation=interpolation), protocol, 0.0)
 
 
-def prepare_maps(protocol: EvalProtocol, maps: Any) -> np.ndarray:
+def normalize_maps(protocol: EvalProtocol, maps: Any) -> np.ndarray:
     """(B, h, w) raw maps → (B, S, S) in [0, 1] of the protocol's map_dtype, as `protocol` scores them."""
     maps = as_numpy(maps)
     if maps.ndim != 3:
@@ -54,5 +54,5 @@ def prepare_maps(protocol: EvalProtocol, maps: Any) -> np.ndarray:
     size = protocol.size
     out = np.empty((len(maps), size, size), dtype=protocol.map_dtype)
     for i, raw in enumerate(maps):
-        out[i] = prepare_map(protocol, raw)
+        out[i] = normalize_map(protocol, raw)
     return out

@@ -126,7 +126,7 @@ def _items(metadata: Metadata, metric: str, mask_root: Path | None, where: Path)
     return items
 
 
-def score(
+def score_saved_maps(
     scoremaps: str | Path,
     metadata_dir: str | Path,
     metric: str = "maxboxaccv2",

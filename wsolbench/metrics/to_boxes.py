@@ -1,6 +1,6 @@
 """Raw `localize` maps → predicted boxes under an evaluation protocol at one threshold (the public API).
 
-The boxes are exactly the ones the metrics score: the same map preparation (maps.py) and box rules
+The boxes are exactly the ones the metrics score: the same map normalization (maps.py) and box rules
 (boxes.py), so `maps_to_boxes` at τ agrees with BoxAccumulator's counts at τ.
 """
 
@@ -12,7 +12,7 @@ import numpy as np
 
 from wsolbench.errors import BadValueError
 from wsolbench.metrics.boxes import sweep_boxes
-from wsolbench.metrics.maps import prepare_maps
+from wsolbench.metrics.maps import normalize_maps
 from wsolbench.metrics.protocols import EvalProtocol, get_protocol
 
 
@@ -44,7 +44,7 @@ def maps_to_boxes(
         raise BadValueError(f"threshold must lie in [0, 1), got {threshold}")
     tau = np.array([float(threshold)])
     out = []
-    for prepared in prepare_maps(protocol, maps):
+    for prepared in normalize_maps(protocol, maps):
         boxes, starts, v1, inverse = sweep_boxes(protocol, prepared, tau)
         level = int(inverse[0])
         if all_boxes:

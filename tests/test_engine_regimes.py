@@ -1,4 +1,4 @@
-"""Training protocols: which parameters train and on which images."""
+"""Training regimes: which parameters train and on which images."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 from engine_toy import TOY, ToyCAM, make_dataset
 
 from wsolbench.config import resolve
-from wsolbench.engine.protocols import count_trainable, trainable_groups, training_images
+from wsolbench.engine.regimes import count_trainable, trainable_groups, training_images
 
 
 def toy() -> ToyCAM:
@@ -17,9 +17,9 @@ def toy() -> ToyCAM:
 def test_full_and_parameter_efficient_freeze_the_rest() -> None:
     model = toy()
     total = sum(p.numel() for p in model.parameters())
-    full = trainable_groups(model, resolve(method=TOY, overrides=["protocol.name=full"]))
+    full = trainable_groups(model, resolve(method=TOY, overrides=["regime.name=full"]))
     assert count_trainable(full) == total == sum(p.numel() for p in model.parameters() if p.requires_grad)
-    efficient = trainable_groups(model, resolve(method=TOY, overrides=["protocol.name=parameter_efficient"]))
+    efficient = trainable_groups(model, resolve(method=TOY, overrides=["regime.name=parameter_efficient"]))
     head = 8 * 2 + 2  # 1x1 conv 8 → 2 classes, plus bias
     assert count_trainable(efficient) == head
     assert sum(p.numel() for p in model.parameters() if p.requires_grad) == head
@@ -29,12 +29,12 @@ def test_full_and_parameter_efficient_freeze_the_rest() -> None:
 def test_few_shot_subset_counts_and_seed(tmp_path) -> None:
     prepared = make_dataset(tmp_path / "synthetic")
     train = prepared.split("train")
-    config = resolve(method=TOY, overrides=["protocol.name=few_shot", "protocol.shots=3", "seed=5"])
+    config = resolve(method=TOY, overrides=["regime.name=few_shot", "regime.shots=3", "seed=5"])
     chosen = training_images(train, config)
     assert len(chosen) == 6
     assert sorted(chosen.labels[i] for i in chosen.image_ids) == [0, 0, 0, 1, 1, 1]
     assert training_images(train, config).image_ids == chosen.image_ids
-    reseeded = resolve(method=TOY, overrides=["protocol.name=few_shot", "protocol.shots=3", "seed=6"])
+    reseeded = resolve(method=TOY, overrides=["regime.name=few_shot", "regime.shots=3", "seed=6"])
     other = training_images(train, reseeded)
     assert other.image_ids != chosen.image_ids
     assert len(training_images(train, resolve(method=TOY))) == 16
@@ -43,5 +43,5 @@ def test_few_shot_subset_counts_and_seed(tmp_path) -> None:
 def test_few_shot_needs_shots() -> None:
     from wsolbench.config import ConfigError
 
-    with pytest.raises(ConfigError, match="protocol.shots"):
-        resolve(method=TOY, overrides=["protocol.name=few_shot"])
+    with pytest.raises(ConfigError, match="regime.shots"):
+        resolve(method=TOY, overrides=["regime.name=few_shot"])

@@ -6,7 +6,7 @@ A method is an `nn.Module` with four jobs:
 - `loss(output, labels) -> dict`: named scalar terms, `"loss"` being the total that is optimized;
 - `localize(images, class_ids=None) -> Localization`: logits and the raw localization maps on the
   feature grid, exactly as the method's paper and official code define them (no upsampling, no normalization);
-- `param_groups(protocol)`: which parameters train under `full` / `parameter_efficient`, with lr
+- `param_groups(regime)`: which parameters train under the training regime `full` / `parameter_efficient`, with lr
   scales and weight-decay flags.
 
 The base class holds what every method shares: the common constructor options (`num_classes`,
@@ -33,7 +33,8 @@ from torch import Tensor, nn
 from wsolbench.errors import MissingFileError, WsolbenchError
 from wsolbench.registry import METHODS, closest
 
-PROTOCOLS = ("full", "parameter_efficient", "few_shot")
+REGIMES = ("full", "parameter_efficient", "few_shot")
+"""The training regimes (config key `regime.name`)."""
 
 
 @dataclass
@@ -86,8 +87,9 @@ def _under(name: str, prefixes: tuple[str, ...]) -> bool:
 class WSOLMethod(nn.Module):
     """Base class of every method.
 
-    Subclasses set `name`, `default_hparams` (the hyperparameters `create_method` accepts, with their
-    defaults), `default_backbone` and `backbones` (those it is built and tested on), take their
+    Subclasses set `name`, `display_name` (how tables and plots name it), `default_hparams` (the
+    hyperparameters `create_method` accepts, with their defaults), `default_backbone`, `backbones`
+    (those it is built and tested on) with their `backbone_names` (display names), take their
     hyperparameters as keyword arguments and hand the common options on:
 
         def __init__(self, *, area_threshold: float, **options: Any) -> None:
@@ -99,10 +101,12 @@ class WSOLMethod(nn.Module):
     """
 
     name: ClassVar[str] = ""
+    display_name: ClassVar[str] = ""  # empty: the registered name
     default_hparams: ClassVar[dict[str, Any]] = {}
     default_backbone: ClassVar[str | None] = None
     weights_hub: ClassVar[str | None] = None  # where `pretrained=True` weights come from: "timm" / "torchvision"
     backbones: ClassVar[tuple[str, ...]] = ()
+    backbone_names: ClassVar[dict[str, str]] = {}  # display name of each of `backbones`
     backbone_options: ClassVar[tuple[str, ...]] = ("pretrained", "drop_path_rate", "backbone_kwargs")
     frozen_parameters: ClassVar[tuple[str, ...]] = ()  # parameters that never train (fixed kernels)
 
@@ -197,8 +201,8 @@ class WSOLMethod(nn.Module):
             return "no_decay"
         return "decay"
 
-    def param_groups(self, protocol: str, trainable_blocks: int = 0) -> list[ParamGroup]:
-        """The parameters that train under `protocol`, sorted into `empty_param_groups()` by
+    def param_groups(self, regime: str, trainable_blocks: int = 0) -> list[ParamGroup]:
+        """The parameters that train under the training `regime`, sorted into `empty_param_groups()` by
         `param_group_of`, in named_parameters order; groups left empty are dropped.
 
         - `full` / `few_shot`: every parameter but the `frozen_parameters`; `trainable_blocks`
@@ -206,15 +210,15 @@ class WSOLMethod(nn.Module):
         - `parameter_efficient`: `own_parameters()` plus the last `trainable_blocks` stages
           (0 ≤ trainable_blocks ≤ len(stages())).
 
-        A method without parameters returns [] for every protocol. An unknown protocol or a
+        A method without parameters returns [] for every regime. An unknown regime or a
         `trainable_blocks` out of range raises MethodOptionError.
         """
-        if protocol not in PROTOCOLS:
-            raise MethodOptionError(f"{self.name}: unknown protocol {protocol!r}; valid: {', '.join(PROTOCOLS)}")
+        if regime not in REGIMES:
+            raise MethodOptionError(f"{self.name}: unknown training regime {regime!r}; valid: {', '.join(REGIMES)}")
         named = [(n, p) for n, p in self.named_parameters() if n not in self.frozen_parameters]
         if not named:
             return []
-        if protocol == "parameter_efficient":
+        if regime == "parameter_efficient":
             stages = self.stages()
             if not 0 <= trainable_blocks <= len(stages):
                 raise MethodOptionError(f"{self.name} ({self.backbone_name}): trainable_blocks must lie in "
@@ -223,7 +227,7 @@ class WSOLMethod(nn.Module):
             named = [(n, p) for n, p in named if _under(n, trained)]
         elif trainable_blocks:
             raise MethodOptionError(f"{self.name}: trainable_blocks applies to parameter_efficient only, "
-                                    f"not {protocol!r}")
+                                    f"not {regime!r}")
         groups = self.empty_param_groups()
         by_name = {group.name: group for group in groups}
         for n, p in named:

@@ -1,0 +1,25 @@
+"""The dataset contract: the base class of the dataset plugins in `datasets/`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from wsolbench.prepared_dataset import PreparedDataset
+
+
+class DatasetAdapter:
+    """Base class of the dataset plugins in `datasets/`: turns an official layout into metadata.
+
+    Subclasses set `name`, `num_classes`, `description`, `source_hint` (what `prepare` expects) and
+    implement `prepare(source, dest)`, which writes `dest/metadata/<split>/` and `dest/dataset.yaml`
+    and returns the PreparedDataset.
+    """
+
+    name: str = ""
+    num_classes: int = 0
+    description: str = ""
+    source_hint: str = ""
+    needs_source: bool = True
+
+    def prepare(self, source: Path | None, dest: Path) -> PreparedDataset:  # pragma: no cover - contract
+        raise NotImplementedError

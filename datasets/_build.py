@@ -25,7 +25,7 @@ from wsolbench.annotations import (
 )
 from wsolbench.atomic import current_umask
 from wsolbench.errors import MissingFileError, problem_report
-from wsolbench.prepared_dataset import PreparedDataset, write_dataset_info
+from wsolbench.prepared_dataset import PreparedDataset, open_dataset, write_dataset_info
 
 SHIPPED_METADATA = Path(__file__).resolve().parent / "wsolevaluation" / "metadata"
 
@@ -155,8 +155,8 @@ def check_box(where: str, box: Box, size: tuple[int, int]) -> None:
         raise MetadataError(f"{where}: box ({x0},{y0},{x1},{y1}) does not lie in the {w}x{h} image")
 
 
-def write_prepared(
-    stage: Path,
+def publish(
+    dest: Path,
     *,
     name: str,
     num_classes: int,
@@ -164,9 +164,21 @@ def write_prepared(
     image_root: Path,
     mask_root: Path | None = None,
     extra: dict | None = None,
-) -> None:
-    """Decode every image and mask once (check_images), write every split into `stage`, read each back
-    through the validating reader, then dataset.yaml."""
+) -> PreparedDataset:
+    """Write a prepared dataset to `dest` in one step and open it.
+
+    Every image and mask is decoded once (check_images); every split is written into a staged folder and
+    read back through the validating reader, then dataset.yaml; only then does the folder replace `dest`.
+    A failure at any point leaves `dest` as it was.
+    """
+    with staged(Path(dest)) as stage:
+        _write_prepared(stage, name=name, num_classes=num_classes, splits=splits, image_root=image_root,
+                        mask_root=mask_root, extra=extra or {})
+    return open_dataset(dest)
+
+
+def _write_prepared(stage: Path, *, name: str, num_classes: int, splits: dict[str, Metadata], image_root: Path,
+                    mask_root: Path | None, extra: dict) -> None:
     check_images(image_root, list(dict.fromkeys(i for metadata in splits.values() for i in metadata.image_ids)))
     masks = [path for metadata in splits.values() for entry in metadata.masks.values()
              for path in (*entry.instances, entry.ignore)]
@@ -182,7 +194,7 @@ def write_prepared(
             num_classes=num_classes,
             image_root=image_root,
             mask_root=mask_root,
-            extra=extra or {},
+            extra=extra,
         )
     )
 

@@ -11,10 +11,10 @@ from pathlib import Path
 
 from wsolbench.annotations import MetadataError
 from wsolbench.contracts.dataset import DatasetAdapter
-from wsolbench.prepared_dataset import PreparedDataset, open_dataset
+from wsolbench.prepared_dataset import PreparedDataset
 from wsolbench.registry import register_dataset
 
-from ._build import require, staged, write_prepared
+from ._build import publish, require
 from ._sat_lists import images_box
 
 
@@ -43,16 +43,8 @@ class ImagesBoxAdapter(DatasetAdapter):
         classes, splits = images_box(source, self.split_of)
         if len(classes) != self.num_classes:
             raise MetadataError(f"{source / 'classes.txt'}: {len(classes)} classes, expected {self.num_classes}")
-        with staged(Path(dest)) as stage:
-            write_prepared(
-                stage,
-                name=self.name,
-                num_classes=self.num_classes,
-                splits=splits,
-                image_root=source,
-                extra={"classes": classes},
-            )
-        return open_dataset(dest)
+        return publish(dest, name=self.name, num_classes=self.num_classes, splits=splits,
+                       image_root=source, extra={"classes": classes})
 
 
 register_dataset("aircraft")(

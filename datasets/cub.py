@@ -16,17 +16,16 @@ from pathlib import Path
 
 from wsolbench.annotations import Metadata, MetadataError, read_lines, read_metadata
 from wsolbench.contracts.dataset import DatasetAdapter
-from wsolbench.prepared_dataset import PreparedDataset, open_dataset
+from wsolbench.prepared_dataset import PreparedDataset
 from wsolbench.registry import register_dataset
 
 from ._build import (
     SHIPPED_METADATA,
     end_box,
     image_sizes,
+    publish,
     require,
     require_all,
-    staged,
-    write_prepared,
 )
 
 HINT = (
@@ -118,11 +117,7 @@ class CUBAdapter(DatasetAdapter):
         else:
             require_all(files["images"], val.image_ids, "CUBV2 val images", CUBV2_HINT)
             out["val"] = val
-        with staged(Path(dest)) as stage:
-            write_prepared(
-                stage, name=self.name, num_classes=self.num_classes, splits=out, image_root=files["images"]
-            )
-        return open_dataset(dest)
+        return publish(dest, name=self.name, num_classes=self.num_classes, splits=out, image_root=files["images"])
 
 
 register_dataset("cub")(CUBAdapter())

@@ -23,17 +23,16 @@ from pathlib import Path
 from wsolbench.annotations import Box, Metadata, MetadataError, read_lines, read_metadata
 from wsolbench.contracts.dataset import DatasetAdapter
 from wsolbench.errors import MissingFileError
-from wsolbench.prepared_dataset import PreparedDataset, open_dataset
+from wsolbench.prepared_dataset import PreparedDataset
 from wsolbench.registry import register_dataset
 
 from ._build import (
     IMAGE_SUFFIXES,
     SHIPPED_METADATA,
     image_sizes,
+    publish,
     require,
     require_all,
-    staged,
-    write_prepared,
 )
 
 HINT = (
@@ -169,9 +168,7 @@ class ILSVRCAdapter(DatasetAdapter):
                 f"{source}: no val2/ (ImageNetV2 threshold0.7), so the val (train-fullsup) split is skipped",
                 stacklevel=2,
             )
-        with staged(Path(dest)) as stage:
-            write_prepared(stage, name=self.name, num_classes=len(wnids), splits=splits, image_root=source)
-        return open_dataset(dest)
+        return publish(dest, name=self.name, num_classes=len(wnids), splits=splits, image_root=source)
 
 
 register_dataset("ilsvrc")(ILSVRCAdapter())

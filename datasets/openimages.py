@@ -11,10 +11,10 @@ from pathlib import Path
 
 from wsolbench.annotations import SPLITS, read_metadata
 from wsolbench.contracts.dataset import DatasetAdapter
-from wsolbench.prepared_dataset import PreparedDataset, open_dataset
+from wsolbench.prepared_dataset import PreparedDataset
 from wsolbench.registry import register_dataset
 
-from ._build import SHIPPED_METADATA, require, require_all, staged, write_prepared
+from ._build import SHIPPED_METADATA, publish, require, require_all
 
 HINT = (
     "OpenImages/ holding {train,val,test}/<mid>/<imageid>.jpg (OpenImages_images.zip extracted) with the "
@@ -43,16 +43,8 @@ class OpenImagesAdapter(DatasetAdapter):
             masks = sorted({p for e in metadata.masks.values() for p in (*e.instances, e.ignore)})
             require_all(source, masks, f"OpenImages {split} masks", HINT)
             splits[split] = metadata
-        with staged(Path(dest)) as stage:
-            write_prepared(
-                stage,
-                name=self.name,
-                num_classes=self.num_classes,
-                splits=splits,
-                image_root=source,
-                mask_root=source,
-            )
-        return open_dataset(dest)
+        return publish(dest, name=self.name, num_classes=self.num_classes, splits=splits,
+                       image_root=source, mask_root=source)
 
 
 register_dataset("openimages")(OpenImagesAdapter())

@@ -11,10 +11,10 @@ from pathlib import Path
 
 from wsolbench.annotations import Metadata
 from wsolbench.contracts.dataset import DatasetAdapter
-from wsolbench.prepared_dataset import PreparedDataset, open_dataset
+from wsolbench.prepared_dataset import PreparedDataset
 from wsolbench.registry import register_dataset
 
-from ._build import image_folder, require, staged, write_prepared
+from ._build import image_folder, publish, require
 from ._sat_lists import dogs_test
 
 HINT = (
@@ -38,16 +38,8 @@ class StanfordDogsAdapter(DatasetAdapter):
         classes, items = image_folder(source / "train", HINT)
         train = Metadata([i for i, _ in items], dict(items))
         splits = {"train": train, "test": dogs_test(source, classes)}
-        with staged(Path(dest)) as stage:
-            write_prepared(
-                stage,
-                name=self.name,
-                num_classes=len(classes),
-                splits=splits,
-                image_root=source,
-                extra={"classes": classes},
-            )
-        return open_dataset(dest)
+        return publish(dest, name=self.name, num_classes=len(classes), splits=splits,
+                       image_root=source, extra={"classes": classes})
 
 
 register_dataset("stanford_dogs")(StanfordDogsAdapter())

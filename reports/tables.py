@@ -22,6 +22,7 @@ import functools
 import io
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -346,6 +347,27 @@ def cell_parts(table: Table, row: Row, column: tuple[str, str]) -> tuple[str, st
 # --------------------------------------------------------------------------- renderers
 
 
+def body_cells(table: Table, row: Row, missing: str, render: Callable[[str, str | None, bool], str]) -> list[str]:
+    """One rendered cell per column of `row`: `render(mean, spread, is_best)`, or `missing` where it has no value."""
+    cells = []
+    for column in table.columns:
+        parts = cell_parts(table, row, column)
+        cells.append(missing if parts is None else render(*parts))
+    return cells
+
+
+def _markdown_cell(mean: str, std: str | None, best: bool) -> str:
+    text = mean if std is None else f"{mean} ± {std}"
+    return f"**{text}**" if best else text
+
+
+def _latex_cell(mean: str, std: str | None, best: bool) -> str:
+    math_mean = mean.replace(TIE_MARK, r"^\dagger")
+    if std is None:
+        return rf"\textbf{{{mean}}}" if best else (f"${math_mean}$" if math_mean != mean else mean)
+    return rf"$\mathbf{{{mean} \pm {std}}}$" if best else rf"${math_mean} \pm {std}$"
+
+
 def to_markdown(table: Table) -> str:
     """A GitHub Markdown table, one column per (dataset, metric), then a blank line and the notes, if any.
 
@@ -357,16 +379,7 @@ def to_markdown(table: Table) -> str:
     align = ["---"] * len(header_labels(table)) + ["---:"] * len(table.columns)
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(align) + "|"]
     for row in table.rows:
-        cells = []
-        for column in table.columns:
-            parts = cell_parts(table, row, column)
-            if parts is None:
-                cells.append("–")
-                continue
-            mean, std, best = parts
-            text = mean if std is None else f"{mean} ± {std}"
-            cells.append(f"**{text}**" if best else text)
-        lines.append("| " + " | ".join(row_labels(table, row) + cells) + " |")
+        lines.append("| " + " | ".join(row_labels(table, row) + body_cells(table, row, "–", _markdown_cell)) + " |")
     return "\n".join(lines + ([""] + table.notes if table.notes else [])) + "\n"
 
 
@@ -406,18 +419,7 @@ def to_latex(table: Table) -> str:
         " & ".join(top) + r" \\", "".join(rules), " & ".join(header) + r" \\", r"\midrule",
     ]
     for row in table.rows:
-        cells = []
-        for column in table.columns:
-            parts = cell_parts(table, row, column)
-            if parts is None:
-                cells.append("--")
-                continue
-            mean, std, best = parts
-            math_mean = mean.replace(TIE_MARK, r"^\dagger")
-            plain = f"${math_mean}$" if math_mean != mean else mean
-            text = (rf"\textbf{{{mean}}}" if best else plain) if std is None else \
-                (rf"$\mathbf{{{mean} \pm {std}}}$" if best else rf"${math_mean} \pm {std}$")
-            cells.append(text)
+        cells = body_cells(table, row, "--", _latex_cell)
         lines.append(" & ".join([latex_escape(x) for x in row_labels(table, row)] + cells) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
     return "\n".join(lines) + "\n"

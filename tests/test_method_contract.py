@@ -84,7 +84,7 @@ def test_factory_drops_none_options_so_defaults_apply() -> None:
     sat = wsolbench.create_method("sat", num_classes=3, area_threshold=None, **VIT)
     assert sat.area_threshold == 0.25  # default_hparams, not None
     ts_cam = wsolbench.create_method("ts_cam", num_classes=3, **{**VIT, "drop_path_rate": None})
-    assert ts_cam.blocks[-1].drop_path1.drop_prob == pytest.approx(0.1)  # TS-CAM's own default
+    assert ts_cam.backbone.blocks[-1].drop_path1.drop_prob == pytest.approx(0.1)  # TS-CAM's own default
     with pytest.raises(TypeError, match=r"no hyperparameter 'widht' \(did you mean 'width'\?\)"):
         mini(widht=None)
 

@@ -22,7 +22,8 @@ TINY = {"embed_dim": 32, "depth": 2, "num_heads": 2}
 
 
 def tiny_backbone(img_size: int = 32, **kwargs) -> torch.nn.Module:
-    return create_vit("deit_tiny_patch16_224", img_size=img_size, drop_path_rate=0.0, backbone_kwargs={**TINY, **kwargs})
+    return create_vit("deit_tiny_patch16_224", img_size=img_size, drop_path_rate=0.0,
+                      backbone_kwargs={**TINY, **kwargs})
 
 
 def read(path) -> ViTWeights:

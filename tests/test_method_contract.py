@@ -201,3 +201,91 @@ def test_the_documented_example_method_works() -> None:
     assert loc.logits.shape == (2, 3) and loc.maps.shape == (2, 8, 8)
     with pytest.raises(MethodOptionError, match="my_cam: backbone tiny_cnn takes no pretrained; got True"):
         wsolbench.create_method("my_cam", num_classes=3, pretrained=True)
+
+
+# ----------------------------------------------------------------------------- official checkpoint names
+
+
+class Trunked(WSOLMethod):
+    """A `trunk` submodule whose entries the "official" checkpoints hold at the top level, and an
+    official registration order (`token`, `scale`, `stem`, `head`) that ours (`scale`, `trunk.*`,
+    `head`) does not follow."""
+
+    name: ClassVar[str] = "trunked"
+    official_flattens: ClassVar[tuple[str, ...]] = ("trunk",)
+    official_order: ClassVar[tuple[str, ...]] = ("token", "scale", "stem", "head")
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self.scale = nn.Parameter(torch.ones(1, 1))
+        self.trunk = nn.Module()
+        self.trunk.token = nn.Parameter(torch.zeros(1, 2))
+        self.trunk.stem = nn.Conv2d(3, 2, 1)
+        self.head = nn.Conv2d(2, self.num_classes, 1)
+
+
+def trunked(seed: int) -> Trunked:
+    torch.manual_seed(seed)
+    model = Trunked(num_classes=3)
+    with torch.no_grad():
+        for param in model.parameters():
+            param.normal_()
+    return model
+
+
+def test_official_names_map_one_to_one_in_the_official_order() -> None:
+    model = trunked(0)
+    assert list(model.state_dict()) == ["scale", "trunk.token", "trunk.stem.weight", "trunk.stem.bias",
+                                        "head.weight", "head.bias"]
+    assert list(model.official_names().items()) == [
+        ("trunk.token", "token"), ("scale", "scale"), ("trunk.stem.weight", "stem.weight"),
+        ("trunk.stem.bias", "stem.bias"), ("head.weight", "head.weight"), ("head.bias", "head.bias")]
+    official = model.official_state_dict()
+    assert list(official) == ["token", "scale", "stem.weight", "stem.bias", "head.weight", "head.bias"]
+    assert torch.equal(official["stem.weight"], model.trunk.stem.weight)
+    # the optimizer sees the parameters in the official order, under our names
+    assert names(model.param_groups("full")) == [("decay", ["trunk.token", "scale", "trunk.stem.weight",
+                                                            "head.weight"]),
+                                                 ("no_decay", ["trunk.stem.bias", "head.bias"])]
+
+
+@pytest.mark.parametrize("naming", ["official", "ours"])
+def test_checkpoints_under_either_naming_load_exactly(tmp_path, naming) -> None:
+    source = trunked(1)
+    state = source.official_state_dict() if naming == "official" else source.state_dict()
+    torch.save({"state_dict": {f"module.{k}": v for k, v in state.items()}, "epoch": 4}, tmp_path / "c.pth")
+    target = trunked(2)
+    assert target.load_checkpoint(tmp_path / "c.pth") == {"epoch": 4}
+    for key, value in source.state_dict().items():
+        assert torch.equal(target.state_dict()[key], value), key
+
+
+def test_checkpoint_name_errors_name_the_keys(tmp_path) -> None:
+    state = trunked(1).official_state_dict()
+    torch.save({**state, "trunk.stem.weight": state["stem.weight"]}, tmp_path / "both.pth")
+    with pytest.raises(WsolbenchError, match=r"both\.pth: the checkpoint holds trunk\.stem\.weight twice: "
+                                             r"as stem\.weight and as trunk\.stem\.weight"):
+        trunked(2).load_checkpoint(tmp_path / "both.pth")
+    del state["stem.bias"]
+    state["tail.weight"] = torch.zeros(1)
+    torch.save(state, tmp_path / "partial.pth")
+    with pytest.raises(WsolbenchError) as info:
+        trunked(2).load_checkpoint(tmp_path / "partial.pth")
+    message = str(info.value)
+    assert "partial.pth does not fit Trunked (keys by our names; the official ones lack the prefix `trunk.`)" in message
+    assert "missing keys (1): trunk.stem.bias" in message and "unexpected keys (1): tail.weight" in message
+
+
+def test_every_method_loads_its_official_state_dict_exactly(tmp_path) -> None:
+    targets = builtin_models()
+    for name, source in builtin_models().items():
+        official = source.official_names()
+        assert sorted(official) == sorted(source.state_dict()), name
+        assert len(set(official.values())) == len(official), name  # one-to-one
+        with torch.no_grad():
+            for param in source.parameters():
+                param.add_(1.0)
+        torch.save(source.official_state_dict(), tmp_path / f"{name}.pth")
+        targets[name].load_checkpoint(tmp_path / f"{name}.pth")
+        for key, value in source.state_dict().items():
+            assert torch.equal(targets[name].state_dict()[key], value), (name, key)

@@ -47,8 +47,8 @@ def create_vit(
     `timm.create_model(name, pretrained=False, num_classes=0, img_size=..., drop_path_rate=...,
     **backbone_kwargs)`, so its state_dict keys are exactly timm's backbone keys. Only plain ViTs are
     accepted (one cls token, no register/distillation tokens, pos_embed covering the cls token, no
-    patch dropout or pre-norm); anything else raises ValueError. `weights`, when given, are loaded
-    with `load_vit_weights`.
+    patch dropout, pre-norm, fc_norm or attention pooling: weights under `VIT_KEYS` only); anything
+    else raises ValueError. `weights`, when given, are loaded with `load_vit_weights`.
     """
     kwargs = dict(backbone_kwargs)
     if img_size is not None:

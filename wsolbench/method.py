@@ -299,11 +299,9 @@ class WSOLMethod(nn.Module):
             state_dict = self.adapt_state_dict(state_dict)
         except CheckpointError as error:
             raise CheckpointError(f"{path}: {error}") from None
-        header = f"{path} does not fit {type(self).__name__}"
-        if self.official_flattens:
-            header += " (keys by our names; the official ones lack the prefix " + \
-                ", ".join(f"`{module}.`" for module in self.official_flattens) + ")"
-        check_keys(self.state_dict(), state_dict, header + ":")
+        prefixes = ", ".join(f"`{module}.`" for module in self.official_flattens)
+        hint = f" (keys by our names; the official ones lack the prefix {prefixes})" if prefixes else ""
+        check_keys(self.state_dict(), state_dict, f"{path} does not fit {type(self).__name__}{hint}:")
         self.load_state_dict(state_dict, strict=True)
         return extras
 

@@ -114,7 +114,8 @@ def test_pretrained_true_reads_the_hub_file_once_and_builds_one_timm_model(empty
     model = create_method("ts_cam", num_classes=200, backbone="deit_tiny_patch16_224", img_size=32,
                           backbone_kwargs=TINY, pretrained=True)
     torch.testing.assert_close(model.backbone.pos_embed, published["pos_embed"], atol=0, rtol=0)
-    built.clear(), read.clear()
+    built.clear()
+    read.clear()
     model = create_method("sat", num_classes=200, backbone="deit_tiny_patch16_224", img_size=32,
                           backbone_kwargs=TINY, pretrained=True)
     assert len(built) == 1 and built[0]["pretrained"] is False and len(read) == 1

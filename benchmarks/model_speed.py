@@ -57,7 +57,7 @@ class MaterializedSAT(nn.Module):
         B, N, D = x.shape
         first_spatial = sat.depth - sat.spatial_blocks
         masks = []
-        for index, block in enumerate(sat.blocks):
+        for index, block in enumerate(sat.backbone.blocks):
             attn = block.attn
             h = block.norm1(x)
             qkv = attn.qkv(h).reshape(B, N, 3, attn.num_heads, D // attn.num_heads).permute(2, 0, 3, 1, 4)
@@ -74,7 +74,7 @@ class MaterializedSAT(nn.Module):
             x = x + block.drop_path2(block.mlp(block.norm2(x)))
         gh, gw = sat.grid_size
         maps = torch.stack(masks).mean(0)[:, 1 : 1 + sat.num_patches].reshape(B, gh, gw)
-        feats = sat.norm(x)[:, 1 : 1 + sat.num_patches].transpose(1, 2).reshape(B, D, gh, gw)
+        feats = sat.backbone.norm(x)[:, 1 : 1 + sat.num_patches].transpose(1, 2).reshape(B, D, gh, gw)
         return MethodOutput(sat.head(feats).mean(dim=(2, 3)), {"maps": maps})
 
     def loss(self, output: MethodOutput, labels: Tensor) -> dict[str, Tensor]:

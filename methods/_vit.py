@@ -1,12 +1,14 @@
 """Shared ViT/DeiT pieces for the transformer methods (SAT, TS-CAM, SCM).
 
-- `ViTBackbone`: a timm ViT/DeiT whose modules are timm's own, so its state_dict keys are timm's
-  (`cls_token`, `pos_embed`, `patch_embed.*`, `blocks.*`, `norm.*`) and published weights load as is.
+- `create_vit`: timm's ViT/DeiT model itself, without a classifier, checked to be a plain ViT. The
+  methods keep it as their `backbone` submodule, so its state_dict keys are timm's (`cls_token`,
+  `pos_embed`, `patch_embed.*`, `blocks.*`, `norm.*`) under `backbone.`; the official checkpoints
+  hold the same keys without that prefix (`WSOLMethod.official_flattens` renames them).
 - `attention_with_row` / `block_forward`: a timm block's attention through
   `F.scaled_dot_product_attention`, plus the explicit pre-softmax logits of the one query row a
   method needs (TS-CAM/SCM: the cls row; SAT: the spatial-token row), differentiable.
 - `ViTWeights` / `load_vit_weights`: published weights (timm hub file, timm safetensors, original DeiT
-  `.pth`), read once and loaded into a `ViTBackbone`.
+  `.pth`), read once and loaded into the timm model.
 
 Nothing here assumes a 14x14 grid or a 224 input: the grid comes from timm's patch embedding.
 """
@@ -30,48 +32,41 @@ from wsolbench.weights import published_file, published_weights
 HEAD_PREFIXES = ("head.", "head_dist.")
 VIT_BACKBONE_NAMES = {"deit_tiny_patch16_224": "DeiT-T", "deit_small_patch16_224": "DeiT-S",
                       "deit_base_patch16_224": "DeiT-B"}  # display names in tables and plots
+# The top-level names of a plain ViT's weights, in timm's (and the official methods') order.
+VIT_KEYS = ("cls_token", "pos_embed", "patch_embed", "blocks", "norm")
 
 
-class ViTBackbone(nn.Module):
-    """timm ViT/DeiT; state_dict keys equal timm's (cls_token, pos_embed, patch_embed.*, blocks.*, norm.*).
+def create_vit(
+    name: str,
+    *,
+    img_size: int | None,
+    drop_path_rate: float | None,
+    backbone_kwargs: dict,
+    weights: ViTWeights | None = None,
+) -> VisionTransformer:
+    """timm's ViT/DeiT `name`, built once, without weights and without a classifier.
 
-    Built with `timm.create_model(name, pretrained=False, num_classes=0, img_size=..., drop_path_rate=...,
-    **backbone_kwargs)`; only plain ViTs are accepted (one cls token, no register/distillation tokens,
-    pos_embed covering the cls token, no patch dropout or pre-norm), anything else raises ValueError.
-    `pretrained` (True, a local file, or weights already read as `ViTWeights`) is loaded with
-    `load_vit_weights`; the timm model is built once, without weights.
+    `timm.create_model(name, pretrained=False, num_classes=0, img_size=..., drop_path_rate=...,
+    **backbone_kwargs)`, so its state_dict keys are exactly timm's backbone keys. Only plain ViTs are
+    accepted (one cls token, no register/distillation tokens, pos_embed covering the cls token, no
+    patch dropout, pre-norm, fc_norm or attention pooling: weights under `VIT_KEYS` only); anything
+    else raises ValueError. `weights`, when given, are loaded with `load_vit_weights`.
     """
+    kwargs = dict(backbone_kwargs)
+    if img_size is not None:
+        kwargs["img_size"] = img_size
+    if drop_path_rate is not None:
+        kwargs["drop_path_rate"] = drop_path_rate
+    vit = timm.create_model(name, pretrained=False, num_classes=0, **kwargs)
+    _check_plain_vit(vit, name)
+    if weights is not None:
+        load_vit_weights(vit, weights, name)
+    return vit
 
-    def __init__(
-        self,
-        name: str,
-        *,
-        img_size: int | None,
-        drop_path_rate: float | None,
-        pretrained: bool | str | ViTWeights,
-        backbone_kwargs: dict,
-    ) -> None:
-        super().__init__()
-        kwargs = dict(backbone_kwargs)
-        if img_size is not None:
-            kwargs["img_size"] = img_size
-        if drop_path_rate is not None:
-            kwargs["drop_path_rate"] = drop_path_rate
-        vit = timm.create_model(name, pretrained=False, num_classes=0, **kwargs)
-        _check_plain_vit(vit, name)
-        self.cls_token = vit.cls_token
-        self.pos_embed = vit.pos_embed
-        self.patch_embed = vit.patch_embed
-        self.pos_drop = vit.pos_drop
-        self.blocks: nn.Sequential = vit.blocks
-        self.norm = vit.norm
-        self.embed_dim: int = vit.embed_dim
-        self.depth: int = len(vit.blocks)
-        self.num_heads: int = vit.blocks[0].attn.num_heads
-        self.grid_size: tuple[int, int] = tuple(self.patch_embed.grid_size)
-        self.num_patches: int = self.grid_size[0] * self.grid_size[1]
-        if pretrained:
-            load_vit_weights(self, pretrained, name)
+
+def grid_size(vit: VisionTransformer) -> tuple[int, int]:
+    """The patch grid (rows, columns) of `vit`'s input size."""
+    return tuple(vit.patch_embed.grid_size)
 
 
 def _check_plain_vit(vit: nn.Module, name: str) -> None:
@@ -89,6 +84,9 @@ def _check_plain_vit(vit: nn.Module, name: str) -> None:
             problems.append("patch dropout and pre-norm are not supported")
         if not all(isinstance(b, Block) and isinstance(b.attn, Attention) for b in vit.blocks):
             problems.append("every block must be a timm Block with a standard Attention")
+        unused = sorted({key.split(".")[0] for key in vit.state_dict()} - set(VIT_KEYS))
+        if unused:
+            problems.append(f"it has weights the methods do not use: {', '.join(unused)}")
     if problems:
         raise ValueError(f"backbone {name!r} is not a plain ViT/DeiT: {'; '.join(problems)}")
 
@@ -174,20 +172,18 @@ class ViTWeights:
         return cls(read_state_dict(path)[0], f"{path} ({name} ImageNet weights)" if pretrained is True else path)
 
 
-def load_vit_weights(backbone: ViTBackbone, pretrained: bool | str | ViTWeights, name: str) -> None:
-    """Load published ViT/DeiT weights (`ViTWeights.read(name, pretrained)` unless already read) into
-    `backbone`.
+def load_vit_weights(vit: VisionTransformer, weights: ViTWeights, name: str) -> None:
+    """Load published ViT/DeiT weights into timm's model `vit` (built by `create_vit`).
 
-    Classifier heads (`head.*`, `head_dist.*`) are dropped; pos_embed is resampled when the grid
-    differs. Raises CheckpointError listing missing, unexpected or wrongly shaped keys; never loads
-    partially.
+    The file's keys are timm's, as `vit`'s are. Classifier heads (`head.*`, `head_dist.*`) are
+    dropped; pos_embed is resampled when the grid differs. Raises CheckpointError listing missing,
+    unexpected or wrongly shaped keys; never loads partially.
     """
-    weights = pretrained if isinstance(pretrained, ViTWeights) else ViTWeights.read(name, pretrained)
     state = {k: v for k, v in weights.state.items() if not k.startswith(HEAD_PREFIXES)}
-    target = backbone.state_dict()
+    target = vit.state_dict()
     pos = state.get("pos_embed")
     if pos is not None and pos.shape != target["pos_embed"].shape:
-        state["pos_embed"] = resample_abs_pos_embed(pos, new_size=list(backbone.grid_size), num_prefix_tokens=1)
+        state["pos_embed"] = resample_abs_pos_embed(pos, new_size=list(grid_size(vit)), num_prefix_tokens=1)
     check_keys(target, state, f"{weights.source} does not fit backbone {name!r}:")
     with torch.no_grad():
         for key, value in state.items():

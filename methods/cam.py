@@ -156,7 +156,7 @@ class CAM(WSOLMethod):
     def empty_param_groups(self) -> list[ParamGroup]:
         """`base` (lr × 1) and `classifier` (lr × lr_classifier_ratio), both with weight decay.
 
-        Under `parameter_efficient` each trained stage keeps its full-protocol multiplier.
+        Under `parameter_efficient` each trained stage keeps its full-regime multiplier.
         """
         return [ParamGroup("base", [], 1.0, True), ParamGroup("classifier", [], self.lr_classifier_ratio, True)]
 

@@ -10,7 +10,7 @@ Nothing is learned and nothing is read from the image but its size:
   and min-max normalization every threshold keeps a centred region and yields a centred box.
 - Logits are all zero (uniform): classification is chance. argmax then picks class 0 for every
   image, so Top-1 cls/loc equal the share of class-0 images (≈ 1/C on balanced data).
-- It has no parameters, so `param_groups` is [] for every protocol, and `loss` is the constant
+- It has no parameters, so `param_groups` is [] for every training regime, and `loss` is the constant
   cross-entropy of uniform logits, log C. With no backbone, `backbone`, `pretrained`,
   `drop_path_rate` and `backbone_kwargs` must be left unset; `img_size` is not used.
 """

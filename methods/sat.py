@@ -16,8 +16,10 @@ each rank's batch, as in the official ImageNet script; on one device, the whole 
 `use_area_loss` / `use_norm_loss` switch a term off for ablations: a switched-off term is left out
 of the returned dict and of the total.
 
-State-dict keys are the official ones: cls_token, loc_token, pos_embed, loc_embed, weight
-(the fixed kernel), patch_embed.*, blocks.*, norm.*, head.*; official checkpoints load unchanged.
+timm's ViT is the `backbone` submodule; the method's own parts are loc_token, loc_embed, weight (the
+fixed kernel) and head.*. The official checkpoints hold the ViT's keys at the top level, in the order
+cls_token, loc_token, pos_embed, loc_embed, weight, patch_embed.*, blocks.*, norm.*, head.*; they load
+unchanged (`WSOLMethod.adapt_state_dict`), and the parameters train in that order.
 """
 
 from __future__ import annotations
@@ -33,9 +35,11 @@ from timm.models.vision_transformer import Attention
 from torch import Tensor, nn
 from wsolbench.methods._vit import (
     VIT_BACKBONE_NAMES,
-    ViTBackbone,
+    ViTWeights,
     block_forward,
+    create_vit,
     fused_attention,
+    grid_size,
     plain_attention,
     query_row_logits,
     split_qkv,
@@ -86,6 +90,10 @@ class SAT(WSOLMethod):
     }
 
     frozen_parameters: ClassVar[tuple[str, ...]] = ("weight",)  # the fixed smoothing kernel
+    official_flattens: ClassVar[tuple[str, ...]] = ("backbone",)
+    official_order: ClassVar[tuple[str, ...]] = (
+        "cls_token", "loc_token", "pos_embed", "loc_embed", "weight", "patch_embed", "blocks", "norm", "head",
+    )
 
     def __init__(
         self,
@@ -97,33 +105,28 @@ class SAT(WSOLMethod):
         **options: Any,
     ) -> None:
         super().__init__(**options)
-        vit = ViTBackbone(
+        weights = ViTWeights.read(self.backbone_name, self.pretrained) if self.pretrained else None
+        self.backbone = create_vit(
             self.backbone_name, img_size=self.img_size, drop_path_rate=self.drop_path_rate,
-            pretrained=self.pretrained, backbone_kwargs=self.backbone_kwargs,
+            backbone_kwargs=self.backbone_kwargs, weights=weights,
         )
-        if not 1 <= spatial_blocks <= vit.depth:
-            raise MethodOptionError(f"sat: spatial_blocks must be in 1..{vit.depth}, got {spatial_blocks}")
+        depth = len(self.backbone.blocks)
+        if not 1 <= spatial_blocks <= depth:
+            raise MethodOptionError(f"sat: spatial_blocks must be in 1..{depth}, got {spatial_blocks}")
         if not 0.0 <= area_threshold <= 1.0:
             raise MethodOptionError(f"sat: area_threshold must be in [0, 1], got {area_threshold}")
-        dim = vit.embed_dim
-        # Registration order gives the official key order.
-        self.cls_token = vit.cls_token
+        dim = self.backbone.embed_dim
         self.loc_token = nn.Parameter(torch.zeros(1, 1, dim))
-        self.pos_embed = vit.pos_embed
         self.loc_embed = nn.Parameter(torch.zeros(1, 1, dim))
         self.weight = nn.Parameter(gaussian_kernel(), requires_grad=False)
-        self.patch_embed = vit.patch_embed
-        self.pos_drop = vit.pos_drop
-        self.blocks = vit.blocks
-        self.norm = vit.norm
         self.head = nn.Conv2d(dim, self.num_classes, kernel_size=3, padding=1)  # PyTorch default init, as official
         trunc_normal_(self.loc_token, std=0.02)
         trunc_normal_(self.loc_embed, std=0.02)
 
         self.embed_dim = dim
-        self.depth = vit.depth
-        self.grid_size = vit.grid_size
-        self.num_patches = vit.num_patches
+        self.depth = depth
+        self.grid_size = grid_size(self.backbone)
+        self.num_patches = self.grid_size[0] * self.grid_size[1]
         self.area_threshold = float(area_threshold)
         self.use_area_loss = bool(use_area_loss)
         self.use_norm_loss = bool(use_norm_loss)
@@ -131,24 +134,25 @@ class SAT(WSOLMethod):
 
     def tokens(self, images: Tensor) -> Tensor:
         """(B, P+2, D): [cls, patches, spa] plus concat(pos_embed, loc_embed), after pos_drop."""
-        patches = self.patch_embed(images)
+        vit = self.backbone
+        patches = vit.patch_embed(images)
         batch = patches.shape[0]
-        cls, spa = self.cls_token.expand(batch, -1, -1), self.loc_token.expand(batch, -1, -1)
+        cls, spa = vit.cls_token.expand(batch, -1, -1), self.loc_token.expand(batch, -1, -1)
         x = torch.cat([cls, patches, spa], dim=1)
-        return self.pos_drop(x + torch.cat([self.pos_embed, self.loc_embed], dim=1))
+        return vit.pos_drop(x + torch.cat([vit.pos_embed, self.loc_embed], dim=1))
 
     def forward(self, images: Tensor) -> MethodOutput:
         """logits (B, C) and extras["maps"]: M (B, h, w), the mean of the last K SQA masks on patches."""
         x = self.tokens(images)
         masks: list[Tensor] = []
         first_spatial = self.depth - self.spatial_blocks
-        for index, block in enumerate(self.blocks):
+        for index, block in enumerate(self.backbone.blocks):
             attention = plain_attention if index < first_spatial else _spatial_query_attention(masks)
             x = block_forward(block, x, attention)
         batch = x.shape[0]
         h, w = self.grid_size
         maps = torch.stack(masks).mean(0)[:, 1 : 1 + self.num_patches].reshape(batch, h, w)
-        patches = self.norm(x)[:, 1 : 1 + self.num_patches]
+        patches = self.backbone.norm(x)[:, 1 : 1 + self.num_patches]
         features = patches.transpose(1, 2).reshape(batch, self.embed_dim, h, w)
         logits = self.head(features).mean(dim=(2, 3))
         return MethodOutput(logits=logits, extras={"maps": maps})
@@ -185,10 +189,12 @@ class SAT(WSOLMethod):
 
     def stages(self) -> tuple[tuple[str, ...], ...]:
         """The transformer blocks, last first."""
-        return tuple((f"blocks.{i}",) for i in reversed(range(self.depth)))
+        return tuple((f"backbone.blocks.{i}",) for i in reversed(range(self.depth)))
 
     def adapt_state_dict(self, state_dict: dict[str, Tensor]) -> dict[str, Tensor]:
-        """Official checkpoints carry `weight` (the fixed kernel); one without it gets ours."""
+        """Official names renamed onto ours; official checkpoints carry `weight` (the fixed kernel),
+        one without it gets ours."""
+        state_dict = super().adapt_state_dict(state_dict)
         if "weight" not in state_dict:
             state_dict = {**state_dict, "weight": self.weight.detach().clone()}
         return state_dict

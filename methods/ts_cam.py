@@ -8,8 +8,9 @@ code computes them (https://github.com/vasgaowei/TS-CAM, `lib/models/deit.py`; d
   The row is computed explicitly next to the fused SDPA call, with the softmax in fp32.
 - Coupled map of class c: a ⊙ S_c on the grid, unrectified and unnormalized.
 
-Official checkpoints (`{"epoch", "state_dict", "best_map"}`, `module.` prefix, timm-style keys plus
-`head.*`) load strictly through `load_checkpoint`.
+timm's ViT is the `backbone` submodule. Official checkpoints (`{"epoch", "state_dict", "best_map"}`,
+`module.` prefix, the ViT's timm keys at the top level plus `head.*`) load strictly through
+`load_checkpoint`, which puts the ViT's keys back under `backbone.`.
 """
 
 from __future__ import annotations
@@ -20,10 +21,11 @@ import torch
 from torch import Tensor, nn
 from wsolbench.methods._vit import (
     VIT_BACKBONE_NAMES,
-    ViTBackbone,
     ViTWeights,
     attention_with_row,
     block_forward,
+    create_vit,
+    grid_size,
     plain_attention,
 )
 
@@ -36,7 +38,7 @@ TRANSFORMER_BACKBONES = ("deit_tiny_patch16_224", "deit_small_patch16_224", "dei
 
 @register_method("ts_cam")
 class TSCAM(WSOLMethod):
-    """TS-CAM on a timm ViT/DeiT; state_dict keys are the official ones (timm ViT keys + `head.*`)."""
+    """TS-CAM on a timm ViT/DeiT (`backbone`) with a conv `head`; official keys drop the `backbone.` prefix."""
 
     name: ClassVar[str] = "ts_cam"
     display_name: ClassVar[str] = "TS-CAM"
@@ -45,28 +47,23 @@ class TSCAM(WSOLMethod):
     weights_hub: ClassVar[str | None] = "timm"
     backbones: ClassVar[tuple[str, ...]] = TRANSFORMER_BACKBONES
     backbone_names: ClassVar[dict[str, str]] = VIT_BACKBONE_NAMES
+    official_flattens: ClassVar[tuple[str, ...]] = ("backbone",)
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
         weights = ViTWeights.read(self.backbone_name, self.pretrained) if self.pretrained else None
-        vit = ViTBackbone(
+        self.backbone = create_vit(
             self.backbone_name,
             img_size=self.img_size,
             drop_path_rate=DROP_PATH_RATE if self.drop_path_rate is None else self.drop_path_rate,
-            pretrained=weights or False,
             backbone_kwargs=self.backbone_kwargs,
+            weights=weights,
         )
-        # Top-level timm keys in the official registration order, so checkpoints match.
-        self.cls_token = vit.cls_token
-        self.pos_embed = vit.pos_embed
-        self.patch_embed = vit.patch_embed
-        self.pos_drop = vit.pos_drop
-        self.blocks = vit.blocks
-        self.norm = vit.norm
-        self.head = nn.Conv2d(vit.embed_dim, self.num_classes, kernel_size=3, padding=1)  # PyTorch default init
-        self.embed_dim = vit.embed_dim
-        self.depth = vit.depth
-        self.grid_size = vit.grid_size
+        dim = self.backbone.embed_dim
+        self.head = nn.Conv2d(dim, self.num_classes, kernel_size=3, padding=1)  # PyTorch default init
+        self.embed_dim = dim
+        self.depth = len(self.backbone.blocks)
+        self.grid_size = grid_size(self.backbone)
         if weights is not None:
             self._load_classifier_bias(weights)
 
@@ -77,9 +74,10 @@ class TSCAM(WSOLMethod):
 
         The attention row is differentiable; the token updates use fused SDPA either way.
         """
-        patches = self.patch_embed(images)
-        cls = self.cls_token.expand(patches.shape[0], -1, -1)
-        x = self.pos_drop(torch.cat([cls, patches], dim=1) + self.pos_embed)
+        vit = self.backbone
+        patches = vit.patch_embed(images)
+        cls = vit.cls_token.expand(patches.shape[0], -1, -1)
+        x = vit.pos_drop(torch.cat([cls, patches], dim=1) + vit.pos_embed)
         attention = None
         if with_attention:
             rows: list[Tensor] = []
@@ -90,13 +88,13 @@ class TSCAM(WSOLMethod):
                 rows.append(probs.mean(dim=1)[:, 1:])
                 return out
 
-            for block in self.blocks:
+            for block in vit.blocks:
                 x = block_forward(block, x, attend)
             attention = torch.stack(rows).sum(dim=0)
         else:
-            for block in self.blocks:
+            for block in vit.blocks:
                 x = block_forward(block, x, plain_attention)
-        x = self.norm(x)
+        x = vit.norm(x)
         b, _, d = x.shape
         gh, gw = self.grid_size
         feature = x[:, 1:].transpose(1, 2).reshape(b, d, gh, gw)
@@ -133,15 +131,15 @@ class TSCAM(WSOLMethod):
     # The loss is the base class's plain cross-entropy on the GAP logits.
 
     def own_parameters(self) -> tuple[str, ...]:
-        """Parts this method adds to the ViT, trained under every protocol: the head."""
+        """Parts this method adds to the ViT, trained under every training regime: the head."""
         return ("head",)
 
     def stages(self) -> tuple[tuple[str, ...], ...]:
         """The transformer blocks, last first."""
-        return tuple((f"blocks.{i}",) for i in reversed(range(self.depth)))
+        return tuple((f"backbone.blocks.{i}",) for i in reversed(range(self.depth)))
 
     def no_weight_decay(self) -> set[str]:
-        return {"pos_embed", "cls_token"}
+        return {"backbone.pos_embed", "backbone.cls_token"}
 
     # ------------------------------------------------------------------ ImageNet weights
 

@@ -84,7 +84,7 @@ def test_factory_drops_none_options_so_defaults_apply() -> None:
     sat = wsolbench.create_method("sat", num_classes=3, area_threshold=None, **VIT)
     assert sat.area_threshold == 0.25  # default_hparams, not None
     ts_cam = wsolbench.create_method("ts_cam", num_classes=3, **{**VIT, "drop_path_rate": None})
-    assert ts_cam.blocks[-1].drop_path1.drop_prob == pytest.approx(0.1)  # TS-CAM's own default
+    assert ts_cam.backbone.blocks[-1].drop_path1.drop_prob == pytest.approx(0.1)  # TS-CAM's own default
     with pytest.raises(TypeError, match=r"no hyperparameter 'widht' \(did you mean 'width'\?\)"):
         mini(widht=None)
 
@@ -171,14 +171,14 @@ def test_every_method_follows_the_same_group_rules() -> None:
     for name, model in builtin_models().items():
         trainable = {n for n, _ in model.named_parameters() if n not in model.frozen_parameters}
         stages = model.stages()
-        for protocol in REGIMES:
-            for blocks in range(len(stages) + 1) if protocol == "parameter_efficient" else [0]:
-                groups = model.param_groups(protocol, trainable_blocks=blocks)
+        for regime in REGIMES:
+            for blocks in range(len(stages) + 1) if regime == "parameter_efficient" else [0]:
+                groups = model.param_groups(regime, trainable_blocks=blocks)
                 listed = [n for g in groups for n, _ in g.params]
-                assert all(g.params for g in groups), (name, protocol, blocks)  # no empty group
-                assert len(listed) == len(set(listed)) and set(listed) <= trainable, (name, protocol)
-                if protocol != "parameter_efficient":
-                    assert set(listed) == trainable, (name, protocol)
+                assert all(g.params for g in groups), (name, regime, blocks)  # no empty group
+                assert len(listed) == len(set(listed)) and set(listed) <= trainable, (name, regime)
+                if regime != "parameter_efficient":
+                    assert set(listed) == trainable, (name, regime)
         if not trainable:
             assert name == "center" and model.param_groups("parameter_efficient", trainable_blocks=2) == []
             continue
@@ -201,3 +201,91 @@ def test_the_documented_example_method_works() -> None:
     assert loc.logits.shape == (2, 3) and loc.maps.shape == (2, 8, 8)
     with pytest.raises(MethodOptionError, match="my_cam: backbone tiny_cnn takes no pretrained; got True"):
         wsolbench.create_method("my_cam", num_classes=3, pretrained=True)
+
+
+# ----------------------------------------------------------------------------- official checkpoint names
+
+
+class Trunked(WSOLMethod):
+    """A `trunk` submodule whose entries the "official" checkpoints hold at the top level, and an
+    official registration order (`token`, `scale`, `stem`, `head`) that ours (`scale`, `trunk.*`,
+    `head`) does not follow."""
+
+    name: ClassVar[str] = "trunked"
+    official_flattens: ClassVar[tuple[str, ...]] = ("trunk",)
+    official_order: ClassVar[tuple[str, ...]] = ("token", "scale", "stem", "head")
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self.scale = nn.Parameter(torch.ones(1, 1))
+        self.trunk = nn.Module()
+        self.trunk.token = nn.Parameter(torch.zeros(1, 2))
+        self.trunk.stem = nn.Conv2d(3, 2, 1)
+        self.head = nn.Conv2d(2, self.num_classes, 1)
+
+
+def trunked(seed: int) -> Trunked:
+    torch.manual_seed(seed)
+    model = Trunked(num_classes=3)
+    with torch.no_grad():
+        for param in model.parameters():
+            param.normal_()
+    return model
+
+
+def test_official_names_map_one_to_one_in_the_official_order() -> None:
+    model = trunked(0)
+    assert list(model.state_dict()) == ["scale", "trunk.token", "trunk.stem.weight", "trunk.stem.bias",
+                                        "head.weight", "head.bias"]
+    assert list(model.official_names().items()) == [
+        ("trunk.token", "token"), ("scale", "scale"), ("trunk.stem.weight", "stem.weight"),
+        ("trunk.stem.bias", "stem.bias"), ("head.weight", "head.weight"), ("head.bias", "head.bias")]
+    official = model.official_state_dict()
+    assert list(official) == ["token", "scale", "stem.weight", "stem.bias", "head.weight", "head.bias"]
+    assert torch.equal(official["stem.weight"], model.trunk.stem.weight)
+    # the optimizer sees the parameters in the official order, under our names
+    assert names(model.param_groups("full")) == [("decay", ["trunk.token", "scale", "trunk.stem.weight",
+                                                            "head.weight"]),
+                                                 ("no_decay", ["trunk.stem.bias", "head.bias"])]
+
+
+@pytest.mark.parametrize("naming", ["official", "ours"])
+def test_checkpoints_under_either_naming_load_exactly(tmp_path, naming) -> None:
+    source = trunked(1)
+    state = source.official_state_dict() if naming == "official" else source.state_dict()
+    torch.save({"state_dict": {f"module.{k}": v for k, v in state.items()}, "epoch": 4}, tmp_path / "c.pth")
+    target = trunked(2)
+    assert target.load_checkpoint(tmp_path / "c.pth") == {"epoch": 4}
+    for key, value in source.state_dict().items():
+        assert torch.equal(target.state_dict()[key], value), key
+
+
+def test_checkpoint_name_errors_name_the_keys(tmp_path) -> None:
+    state = trunked(1).official_state_dict()
+    torch.save({**state, "trunk.stem.weight": state["stem.weight"]}, tmp_path / "both.pth")
+    with pytest.raises(WsolbenchError, match=r"both\.pth: the checkpoint holds trunk\.stem\.weight twice: "
+                                             r"as stem\.weight and as trunk\.stem\.weight"):
+        trunked(2).load_checkpoint(tmp_path / "both.pth")
+    del state["stem.bias"]
+    state["tail.weight"] = torch.zeros(1)
+    torch.save(state, tmp_path / "partial.pth")
+    with pytest.raises(WsolbenchError) as info:
+        trunked(2).load_checkpoint(tmp_path / "partial.pth")
+    message = str(info.value)
+    assert "partial.pth does not fit Trunked (keys by our names; the official ones lack the prefix `trunk.`)" in message
+    assert "missing keys (1): trunk.stem.bias" in message and "unexpected keys (1): tail.weight" in message
+
+
+def test_every_method_loads_its_official_state_dict_exactly(tmp_path) -> None:
+    targets = builtin_models()
+    for name, source in builtin_models().items():
+        official = source.official_names()
+        assert sorted(official) == sorted(source.state_dict()), name
+        assert len(set(official.values())) == len(official), name  # one-to-one
+        with torch.no_grad():
+            for param in source.parameters():
+                param.add_(1.0)
+        torch.save(source.official_state_dict(), tmp_path / f"{name}.pth")
+        targets[name].load_checkpoint(tmp_path / f"{name}.pth")
+        for key, value in source.state_dict().items():
+            assert torch.equal(targets[name].state_dict()[key], value), (name, key)

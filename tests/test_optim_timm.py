@@ -81,8 +81,9 @@ def _split(groups: list[dict]) -> tuple[set[int], set[int]]:
     return decay, no_decay
 
 
-@pytest.mark.parametrize(("method", "no_decay_names"), [("sat", ()), ("ts_cam", ("pos_embed", "cls_token")),
-                                                       ("scm", ("pos_embed", "cls_token"))])
+@pytest.mark.parametrize(("method", "no_decay_names"), [
+    ("sat", ()), ("ts_cam", ("backbone.pos_embed", "backbone.cls_token")),
+    ("scm", ("backbone.pos_embed", "backbone.cls_token"))])
 def test_decay_split_is_timms_rule_with_the_methods_no_decay_names(method, no_decay_names) -> None:
     # SAT decays pos_embed / cls_token / loc_token (the official SAT optimizer); TS-CAM and SCM do not.
     model = wsolbench.create_method(method, num_classes=3, **TINY)
@@ -91,7 +92,7 @@ def test_decay_split_is_timms_rule_with_the_methods_no_decay_names(method, no_de
     assert (ours["decay"], ours.get("no_decay", set())) == (timm_decay, timm_no_decay)
     # timm's own no-decay names for a ViT (model.no_weight_decay()) would change SAT's numbers.
     if method == "sat":
-        pos_embed = {id(model.pos_embed), id(model.cls_token)}
+        pos_embed = {id(model.backbone.pos_embed), id(model.backbone.cls_token)}
         assert pos_embed <= timm_decay
-        assert pos_embed <= _split(param_groups_weight_decay(model, 0.05, no_weight_decay_list=("pos_embed",
-                                                                                                 "cls_token")))[1]
+        assert pos_embed <= _split(param_groups_weight_decay(
+            model, 0.05, no_weight_decay_list=("backbone.pos_embed", "backbone.cls_token")))[1]

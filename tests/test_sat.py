@@ -35,8 +35,10 @@ def card_kernel() -> torch.Tensor:
 
 
 def reference_sat(model, images, labels, tau, spatial_blocks=3):
-    """Explicit SAT: softmax attention, column mask on P, per-head loop for the mask, loops for G⋆M."""
-    p = dict(model.named_parameters())
+    """Explicit SAT: softmax attention, column mask on P, per-head loop for the mask, loops for G⋆M.
+
+    Reads the model's parameters by their official checkpoint names."""
+    p = {model.official_name(n): v for n, v in model.named_parameters()}
     B = images.shape[0]
     D, H, L = model.embed_dim, TINY["num_heads"], TINY["depth"]
     d = D // H
@@ -133,7 +135,8 @@ def test_forward_loss_and_gradients_match_reference():
                                     materialize_grads=True)
         for a, b in zip(g, g_ref, strict=True):
             torch.testing.assert_close(a, b, atol=1e-10, rtol=1e-8)
-    assert grads[0].abs().sum() > 0  # cls_token gets gradient
+    names = [n for n, _ in model.named_parameters() if n != "weight"]
+    assert grads[names.index("backbone.cls_token")].abs().sum() > 0  # cls_token gets gradient
 
 
 def test_spatial_blocks_and_loss_switches():
@@ -166,7 +169,13 @@ def test_localize_returns_unsmoothed_class_agnostic_map():
 
 def test_deit_small_keys_counts_and_weight_decay_groups():
     model = wsolbench.create_method("sat", num_classes=200)
-    state = model.state_dict()
+    names = model.official_names()  # ours -> official, in the official order
+    assert set(names) == set(model.state_dict()) and len(names) == 155
+    assert len(set(names.values())) == 155  # one-to-one
+    assert {ours for ours, official in names.items() if ours != official} == {
+        k for k in model.state_dict() if k.startswith("backbone.")}
+    assert all(ours == f"backbone.{official}" for ours, official in names.items() if ours != official)
+    state = model.official_state_dict()
     assert len(state) == 155
     assert list(state)[:7] == [
         "cls_token", "loc_token", "pos_embed", "loc_embed", "weight",
@@ -179,7 +188,12 @@ def test_deit_small_keys_counts_and_weight_decay_groups():
     decay, no_decay = model.param_groups("full")
     assert (len(decay.params), decay.numel, decay.weight_decay) == (54, 22_296_576, True)
     assert (len(no_decay.params), no_decay.numel, no_decay.weight_decay) == (100, 61_256, False)
-    assert {"cls_token", "loc_token", "pos_embed", "loc_embed"} <= {n for n, _ in decay.params}  # official: decayed
+    decayed = {"backbone.cls_token", "loc_token", "backbone.pos_embed", "loc_embed"}
+    assert decayed <= {n for n, _ in decay.params}  # official: decayed
+    official_order = list(state)
+    for group in (decay, no_decay):  # in the official optimizer's order
+        order = [official_order.index(names[n]) for n, _ in group.params]
+        assert order == sorted(order)
 
 
 @pytest.mark.parametrize(("blocks", "tensors", "numel"), [(0, 4, 1509), (1, 16, 14_213), (4, 52, 52_325)])
@@ -189,8 +203,9 @@ def test_parameter_efficient_counts(blocks, tensors, numel):
     names = [n for g in groups for n, _ in g.params]
     assert (len(names), sum(g.numel for g in groups)) == (tensors, numel)
     assert {"loc_token", "loc_embed", "head.weight", "head.bias"} <= set(names)
-    assert not any(n.startswith(("cls_token", "pos_embed", "patch_embed", "norm.")) for n in names)
-    trained_blocks = {n.split(".")[1] for n in names if n.startswith("blocks.")}
+    assert not any(n.startswith(("backbone.cls_token", "backbone.pos_embed", "backbone.patch_embed",
+                                 "backbone.norm.")) for n in names)
+    trained_blocks = {n.split(".")[2] for n in names if n.startswith("backbone.blocks.")}
     assert trained_blocks == {str(i) for i in range(4 - blocks, 4)}
 
 
@@ -208,32 +223,41 @@ def test_official_checkpoint_loads(tmp_path):
         for param in source.parameters():
             if param.requires_grad:
                 param.add_(torch.randn_like(param) * 0.1)
-    wrapped = {f"module.{k}": v for k, v in source.state_dict().items()}
+    official_state = source.official_state_dict()  # the official keys: cls_token, ..., blocks.*, norm.*, head.*
+    assert "blocks.0.attn.qkv.weight" in official_state and "cls_token" in official_state
+    wrapped = {f"module.{k}": v for k, v in official_state.items()}
     official = {"model": wrapped, "best_thr": 0.35, "epoch": 29}
     torch.save(official, tmp_path / "best_loc.pth.tar", _use_new_zipfile_serialization=False)
-    without_kernel = {k: v for k, v in source.state_dict().items() if k != "weight"}
+    without_kernel = {k: v for k, v in official_state.items() if k != "weight"}
     torch.save({"model": without_kernel, "best_thr": 0, "epoch": 1}, tmp_path / "no_kernel.pth")
+    # written by earlier wsolbench versions, whose keys were the official ones
+    torch.save({"model": official_state, "optimizer": {}, "epoch": 2}, tmp_path / "earlier.pt")
     torch.save({"model": source.state_dict(), "optimizer": {}, "epoch": 3}, tmp_path / "ours.pt")
     images = torch.randn(2, 3, 48, 48)
     expected = source.eval()(images).logits
     for name, extras in [("best_loc.pth.tar", {"best_thr": 0.35, "epoch": 29}),
                          ("no_kernel.pth", {"best_thr": 0, "epoch": 1}),
+                         ("earlier.pt", {"optimizer": {}, "epoch": 2}),
                          ("ours.pt", {"optimizer": {}, "epoch": 3})]:
         target = tiny_sat(area_threshold=0.35)
         assert target.load_checkpoint(tmp_path / name) == extras
+        for key, value in source.state_dict().items():  # every tensor where it belongs
+            torch.testing.assert_close(target.state_dict()[key], value, atol=0, rtol=0, msg=f"{name}: {key}")
         torch.testing.assert_close(target.eval()(images).logits, expected, atol=0, rtol=0)
         torch.testing.assert_close(target.weight, gaussian_kernel(), atol=0, rtol=0)
 
 
 def test_wrong_checkpoint_keys_are_listed(tmp_path):
-    state = {f"module.{k}": v for k, v in tiny_sat().state_dict().items()}
+    state = {f"module.{k}": v for k, v in tiny_sat().official_state_dict().items()}
     state["module.spa_token"] = state.pop("module.loc_token")
+    del state["module.blocks.2.mlp.fc1.bias"]
     state["module.head.weight"] = torch.zeros(7, 32, 3, 3)
     torch.save({"model": state}, tmp_path / "bad.pth")
     with pytest.raises(CheckpointError) as info:
         tiny_sat().load_checkpoint(tmp_path / "bad.pth")
     message = str(info.value)
-    assert "missing keys (1): loc_token" in message
+    assert "missing keys (2): backbone.blocks.2.mlp.fc1.bias, loc_token" in message
+    assert "the official ones lack the prefix `backbone.`" in message
     assert "unexpected keys (1): spa_token" in message
     assert "head.weight: file (7, 32, 3, 3) vs model (5, 32, 3, 3)" in message
 
@@ -248,7 +272,7 @@ def test_pretrained_deit_file_initializes_backbone_only(tmp_path):
     )
     for key, value in deit.state_dict().items():
         if not key.startswith("head."):
-            torch.testing.assert_close(model.state_dict()[key], value, atol=0, rtol=0)
+            torch.testing.assert_close(model.backbone.state_dict()[key], value, atol=0, rtol=0)
     assert model.head.weight.shape == (5, 32, 3, 3)
     assert 0.005 < model.loc_token.std().item() < 0.04  # trunc-normal std 0.02, not from the file
 

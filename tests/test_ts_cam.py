@@ -31,8 +31,8 @@ HEADS = 2
 
 
 def official_params(model: torch.nn.Module) -> dict[str, Tensor]:
-    """The model's parameters by name; the names are the official checkpoint keys."""
-    return dict(model.named_parameters())
+    """The model's parameters by their official checkpoint names (`backbone.` dropped)."""
+    return {model.official_name(n): p for n, p in model.named_parameters()}
 
 
 def _layer_norm(x: Tensor, p: dict[str, Tensor], name: str) -> Tensor:
@@ -123,8 +123,12 @@ def test_attributes_and_registry() -> None:
     assert cls.default_hparams == {}
 
 
-def test_state_dict_keys_match_the_official_layout() -> None:
-    state = tiny_model().state_dict()
+def test_state_dict_keys_map_one_to_one_onto_the_official_layout() -> None:
+    model = tiny_model()
+    names = model.official_names()
+    assert list(names) == list(model.state_dict())  # the official order is ours
+    assert all(ours in (official, f"backbone.{official}") for ours, official in names.items())
+    state = model.official_state_dict()
     expected = ["cls_token", "pos_embed", "patch_embed.proj.weight", "patch_embed.proj.bias"]
     for i in range(3):
         expected += [f"blocks.{i}.{m}.{t}" for m in ("norm1", "attn.qkv", "attn.proj", "norm2", "mlp.fc1",
@@ -194,13 +198,16 @@ def test_official_checkpoint_loads(tmp_path) -> None:
         torch.testing.assert_close(target.state_dict()[key], value, atol=0, rtol=0)
     # our own checkpoints (keys as in our state_dict) load as well
     torch.save({"model": source.state_dict()}, tmp_path / "ours.pt")
-    tiny_model().load_checkpoint(tmp_path / "ours.pt")
+    target = tiny_model()
+    target.load_checkpoint(tmp_path / "ours.pt")
+    for key, value in source.state_dict().items():
+        torch.testing.assert_close(target.state_dict()[key], value, atol=0, rtol=0)
 
 
 def test_wrong_keys_fail_listing_them(tmp_path) -> None:
     official_checkpoint(tiny_model(), tmp_path / "bad.pth", drop="blocks.1.norm2.bias", add="layers.0.thred")
-    with pytest.raises(CheckpointError, match=r"(?s)missing keys \(1\): .*blocks\.1\.norm2\.bias.*"
-                       r"unexpected keys \(1\): .*layers\.0\.thred"):
+    with pytest.raises(CheckpointError, match=r"(?s)missing keys \(1\): backbone\.blocks\.1\.norm2\.bias.*"
+                       r"unexpected keys \(1\): layers\.0\.thred"):
         tiny_model().load_checkpoint(tmp_path / "bad.pth")
 
 
@@ -218,7 +225,8 @@ def test_param_groups_full_split_weight_decay() -> None:
     decay_numel = (d * 3 * 16 * 16 + depth * (3 * d * d + d * d + 4 * d * d + 4 * d * d)
                    + NUM_CLASSES * d * 9)
     assert sum(g.numel for g in decay) == decay_numel
-    assert no_decay_names >= {"pos_embed", "cls_token", "head.bias", "blocks.0.norm1.weight"}
+    assert no_decay_names >= {"backbone.pos_embed", "backbone.cls_token", "head.bias",
+                              "backbone.blocks.0.norm1.weight"}
     assert all(p.ndim > 1 for g in decay for _, p in g.params)
 
 
@@ -230,7 +238,7 @@ def test_param_groups_parameter_efficient_counts() -> None:
         groups = model.param_groups("parameter_efficient", trainable_blocks=k)
         assert sum(g.numel for g in groups) == head + k * per_block_numel(d)
     names = {n for g in model.param_groups("parameter_efficient", trainable_blocks=1) for n, _ in g.params}
-    assert {n.split(".")[1] for n in names if n.startswith("blocks.")} == {"2"}
+    assert {n.split(".")[2] for n in names if n.startswith("backbone.blocks.")} == {"2"}
     assert "norm.weight" not in names and "head.weight" in names
     with pytest.raises(ValueError, match="trainable_blocks"):
         model.param_groups("parameter_efficient", trainable_blocks=4)

@@ -7,9 +7,11 @@ import timm
 import torch
 from safetensors.torch import save_file
 from wsolbench.methods._vit import (
-    ViTBackbone,
+    ViTWeights,
     attention_with_row,
     block_forward,
+    create_vit,
+    grid_size,
     load_vit_weights,
     plain_attention,
 )
@@ -19,23 +21,25 @@ from wsolbench.contracts.method import CheckpointError
 TINY = {"embed_dim": 32, "depth": 2, "num_heads": 2}
 
 
-def tiny_backbone(img_size: int = 32, **kwargs) -> ViTBackbone:
-    return ViTBackbone(
-        "deit_tiny_patch16_224", img_size=img_size, drop_path_rate=0.0, pretrained=False,
-        backbone_kwargs={**TINY, **kwargs},
-    )
+def tiny_backbone(img_size: int = 32, **kwargs) -> torch.nn.Module:
+    return create_vit("deit_tiny_patch16_224", img_size=img_size, drop_path_rate=0.0,
+                      backbone_kwargs={**TINY, **kwargs})
+
+
+def read(path) -> ViTWeights:
+    return ViTWeights.read("deit_tiny_patch16_224", str(path))
 
 
 def test_keys_and_features_equal_timm():
     torch.manual_seed(0)
     vit = timm.create_model("deit_tiny_patch16_224", num_classes=0, img_size=48, **TINY).eval()
-    backbone = ViTBackbone(
-        "deit_tiny_patch16_224", img_size=48, drop_path_rate=None, pretrained=False, backbone_kwargs=TINY
-    ).eval()
+    backbone = create_vit("deit_tiny_patch16_224", img_size=48, drop_path_rate=None, backbone_kwargs=TINY).eval()
     assert list(backbone.state_dict()) == list(vit.state_dict())
+    assert [k for k in backbone.state_dict() if not k.startswith("blocks.")] == [
+        "cls_token", "pos_embed", "patch_embed.proj.weight", "patch_embed.proj.bias", "norm.weight", "norm.bias"]
     backbone.load_state_dict(vit.state_dict())
-    assert backbone.grid_size == (3, 3) and backbone.num_patches == 9
-    assert (backbone.embed_dim, backbone.depth, backbone.num_heads) == (32, 2, 2)
+    assert grid_size(backbone) == (3, 3)
+    assert (backbone.embed_dim, len(backbone.blocks), backbone.blocks[0].attn.num_heads) == (32, 2, 2)
     images = torch.randn(2, 3, 48, 48)
     patches = backbone.patch_embed(images)  # [cls, patches (row-major)] plus pos_embed
     x = torch.cat([backbone.cls_token.expand(2, -1, -1), patches], dim=1) + backbone.pos_embed
@@ -103,12 +107,12 @@ def test_load_safetensors_and_deit_pth(tmp_path):
     torch.save({"model": state, "epoch": 300}, tmp_path / "deit.pth")
     for file in ("model.safetensors", "deit.pth"):
         backbone = tiny_backbone()
-        load_vit_weights(backbone, str(tmp_path / file), "deit_tiny_patch16_224")
+        load_vit_weights(backbone, read(tmp_path / file), "deit_tiny_patch16_224")
         for key, value in backbone.state_dict().items():
             torch.testing.assert_close(value, state[key], atol=0, rtol=0)
-    built = ViTBackbone(
-        "deit_tiny_patch16_224", img_size=32, drop_path_rate=0.0, pretrained=str(tmp_path / "deit.pth"),
-        backbone_kwargs=TINY,
+    built = create_vit(
+        "deit_tiny_patch16_224", img_size=32, drop_path_rate=0.0, backbone_kwargs=TINY,
+        weights=read(tmp_path / "deit.pth"),
     )
     fc2 = built.blocks[1].mlp.fc2.weight
     torch.testing.assert_close(fc2, state["blocks.1.mlp.fc2.weight"], atol=0, rtol=0)
@@ -118,7 +122,7 @@ def test_load_resamples_pos_embed_to_the_model_grid(tmp_path):
     state = published_state(img_size=64)  # 4x4 grid
     torch.save(state, tmp_path / "w.pth")
     backbone = tiny_backbone(img_size=32)  # 2x2 grid
-    load_vit_weights(backbone, str(tmp_path / "w.pth"), "deit_tiny_patch16_224")
+    load_vit_weights(backbone, read(tmp_path / "w.pth"), "deit_tiny_patch16_224")
     assert backbone.pos_embed.shape == (1, 5, 32)
     torch.testing.assert_close(backbone.pos_embed[:, 0], state["pos_embed"][:, 0], atol=0, rtol=0)
 
@@ -132,7 +136,7 @@ def test_load_wrong_keys_lists_them(tmp_path):
     backbone = tiny_backbone()
     before = backbone.blocks[0].attn.qkv.weight.clone()
     with pytest.raises(CheckpointError) as info:
-        load_vit_weights(backbone, str(tmp_path / "bad.pth"), "deit_tiny_patch16_224")
+        load_vit_weights(backbone, read(tmp_path / "bad.pth"), "deit_tiny_patch16_224")
     message = str(info.value)
     assert "missing keys (1): blocks.1.attn.qkv.bias" in message
     assert "unexpected keys (1): dist_token" in message
@@ -143,3 +147,5 @@ def test_load_wrong_keys_lists_them(tmp_path):
 def test_non_plain_vit_is_rejected():
     with pytest.raises(ValueError, match="exactly one prefix token"):
         tiny_backbone(reg_tokens=1)
+    with pytest.raises(ValueError, match="weights the methods do not use: fc_norm"):
+        tiny_backbone(global_pool="avg")

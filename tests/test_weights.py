@@ -107,12 +107,19 @@ def test_pretrained_true_reads_the_hub_file_once_and_builds_one_timm_model(empty
     model = create_method("ts_cam", num_classes=1000, backbone="deit_tiny_patch16_224", img_size=32,
                           backbone_kwargs=TINY, pretrained=True)
     assert len(built) == 1 and built[0]["pretrained"] is False and len(read) == 1
-    for key in ("cls_token", "pos_embed", "blocks.3.attn.qkv.weight", "norm.bias", "head.bias"):
-        torch.testing.assert_close(model.state_dict()[key], published[key], atol=0, rtol=0)
+    for key in ("cls_token", "pos_embed", "blocks.3.attn.qkv.weight", "norm.bias"):
+        torch.testing.assert_close(model.backbone.state_dict()[key], published[key], atol=0, rtol=0)
+    torch.testing.assert_close(model.head.bias, published["head.bias"], atol=0, rtol=0)
     # 200 classes: the 1000-way classifier bias does not fit the head and is left alone
     model = create_method("ts_cam", num_classes=200, backbone="deit_tiny_patch16_224", img_size=32,
                           backbone_kwargs=TINY, pretrained=True)
-    torch.testing.assert_close(model.pos_embed, published["pos_embed"], atol=0, rtol=0)
+    torch.testing.assert_close(model.backbone.pos_embed, published["pos_embed"], atol=0, rtol=0)
+    built.clear()
+    read.clear()
+    model = create_method("sat", num_classes=200, backbone="deit_tiny_patch16_224", img_size=32,
+                          backbone_kwargs=TINY, pretrained=True)
+    assert len(built) == 1 and built[0]["pretrained"] is False and len(read) == 1
+    torch.testing.assert_close(model.backbone.pos_embed, published["pos_embed"], atol=0, rtol=0)
 
 
 def test_pretrained_true_without_the_hub_file_fails_naming_the_backbone(empty_caches):
@@ -136,7 +143,7 @@ def test_local_deit_file_in_timm_formats_loads(tmp_path, layout):
     config = resolve(method="sat", dataset="synthetic", overrides=[f"method.pretrained={path}"])
     model = build_model(config, num_classes=10)
     for key in ("cls_token", "pos_embed", "patch_embed.proj.weight", "blocks.3.mlp.fc2.weight", "norm.bias"):
-        torch.testing.assert_close(model.state_dict()[key], state[key], atol=0, rtol=0)
+        torch.testing.assert_close(model.backbone.state_dict()[key], state[key], atol=0, rtol=0)
 
 
 def test_local_file_of_another_architecture_names_the_keys(tmp_path):

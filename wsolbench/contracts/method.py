@@ -16,7 +16,9 @@ small hooks (`own_parameters`, `stages`, `no_weight_decay`, `frozen_parameters`,
 groups `empty_param_groups` / `param_group_of`).
 
 `load_checkpoint(path)` reads our checkpoints and the official ones (`model` / `state_dict`
-wrappers, `module.` prefixes); a method adapts anything else in `adapt_state_dict`.
+wrappers, `module.` prefixes). Where our module paths differ from the official code's, the method
+says so in `official_flattens` / `official_order`, and `adapt_state_dict` renames the official keys
+onto ours: that is the one place where the two namings meet (`official_names` maps the other way).
 """
 
 from __future__ import annotations
@@ -72,7 +74,7 @@ class CheckpointError(WsolbenchError, RuntimeError):
 
 
 class MethodOptionError(WsolbenchError, ValueError):
-    """A constructor option, protocol or argument a method cannot take; the message names it."""
+    """A constructor option, training regime or argument a method cannot take; the message names it."""
 
 
 class UnknownHyperparameterError(MethodOptionError, TypeError):
@@ -109,6 +111,13 @@ class WSOLMethod(nn.Module):
     backbone_names: ClassVar[dict[str, str]] = {}  # display name of each of `backbones`
     backbone_options: ClassVar[tuple[str, ...]] = ("pretrained", "drop_path_rate", "backbone_kwargs")
     frozen_parameters: ClassVar[tuple[str, ...]] = ()  # parameters that never train (fixed kernels)
+    # Submodules whose entries the official checkpoints hold at the top level: the ViT methods keep
+    # timm's model as `backbone`, whose `backbone.blocks.0.norm1.weight` is `blocks.0.norm1.weight` there.
+    official_flattens: ClassVar[tuple[str, ...]] = ()
+    # The official code's top-level names in its registration order, when ours differs (SAT interleaves
+    # its spatial token with the ViT's tokens): the order of its checkpoints and of its optimizer's
+    # parameters. Names not listed follow the listed ones, in our order.
+    official_order: ClassVar[tuple[str, ...]] = ()
 
     def __init__(
         self,
@@ -203,7 +212,8 @@ class WSOLMethod(nn.Module):
 
     def param_groups(self, regime: str, trainable_blocks: int = 0) -> list[ParamGroup]:
         """The parameters that train under the training `regime`, sorted into `empty_param_groups()` by
-        `param_group_of`, in named_parameters order; groups left empty are dropped.
+        `param_group_of`, in the official code's parameter order (`named_parameters` order unless
+        `official_order` says otherwise); groups left empty are dropped.
 
         - `full` / `few_shot`: every parameter but the `frozen_parameters`; `trainable_blocks`
           must be 0.
@@ -216,6 +226,7 @@ class WSOLMethod(nn.Module):
         if regime not in REGIMES:
             raise MethodOptionError(f"{self.name}: unknown training regime {regime!r}; valid: {', '.join(REGIMES)}")
         named = [(n, p) for n, p in self.named_parameters() if n not in self.frozen_parameters]
+        named.sort(key=lambda item: self._official_rank(item[0]))
         if not named:
             return []
         if regime == "parameter_efficient":
@@ -236,20 +247,65 @@ class WSOLMethod(nn.Module):
 
     # ------------------------------------------------------------------ checkpoints
 
+    def official_name(self, key: str) -> str:
+        """The name the official checkpoints give our state-dict key `key` (the `official_flattens`
+        prefix dropped)."""
+        for module in self.official_flattens:
+            if key.startswith(f"{module}."):
+                return key[len(module) + 1 :]
+        return key
+
+    def _official_rank(self, key: str) -> int:
+        top = self.official_name(key).split(".")[0]
+        return self.official_order.index(top) if top in self.official_order else len(self.official_order)
+
+    def official_names(self) -> dict[str, str]:
+        """Our state-dict keys → the official checkpoints' names for them, in the official order.
+
+        One-to-one: `adapt_state_dict` inverts it."""
+        keys = sorted(self.state_dict(), key=self._official_rank)
+        return {key: self.official_name(key) for key in keys}
+
+    def official_state_dict(self) -> dict[str, Tensor]:
+        """Our weights under the official names, in the official order (what the official code loads)."""
+        state = self.state_dict()
+        return {official: state[ours] for ours, official in self.official_names().items()}
+
     def adapt_state_dict(self, state_dict: dict[str, Tensor]) -> dict[str, Tensor]:
-        """Map an official checkpoint's keys onto ours; the default keeps them as they are."""
-        return state_dict
+        """A checkpoint's keys on our names: official names are renamed (each entry of an
+        `official_flattens` module gets its prefix back), our own names stay.
+
+        A file that holds one tensor under both names raises CheckpointError naming both. A method
+        with other differences extends this.
+        """
+        owners = {key.split(".")[0]: module for module in self.official_flattens
+                  for key in self.get_submodule(module).state_dict()}
+        renamed: dict[str, Tensor] = {}
+        given: dict[str, str] = {}
+        for key, value in state_dict.items():
+            top = key.split(".")[0]
+            ours = f"{owners[top]}.{key}" if top in owners else key
+            if ours in renamed:
+                raise CheckpointError(f"the checkpoint holds {ours} twice: as {given[ours]} and as {key}")
+            renamed[ours], given[ours] = value, key
+        return renamed
 
     def load_checkpoint(self, path: str | Path) -> dict[str, Any]:
         """Load weights strictly; returns the checkpoint's other top-level entries (epoch, best_thr…).
 
         Accepts a bare state dict or one wrapped in `model` / `state_dict`, with or without the
-        `module.` prefix of DataParallel/DDP. Raises CheckpointError naming every missing,
-        unexpected or wrongly shaped key.
+        `module.` prefix of DataParallel/DDP, under our key names or the official ones
+        (`adapt_state_dict`). Raises CheckpointError naming every missing, unexpected or wrongly
+        shaped key, by our names.
         """
         state_dict, extras = read_state_dict(path)
-        state_dict = self.adapt_state_dict(state_dict)
-        check_state_dict(self, state_dict, path)
+        try:
+            state_dict = self.adapt_state_dict(state_dict)
+        except CheckpointError as error:
+            raise CheckpointError(f"{path}: {error}") from None
+        prefixes = ", ".join(f"`{module}.`" for module in self.official_flattens)
+        hint = f" (keys by our names; the official ones lack the prefix {prefixes})" if prefixes else ""
+        check_keys(self.state_dict(), state_dict, f"{path} does not fit {type(self).__name__}{hint}:")
         self.load_state_dict(state_dict, strict=True)
         return extras
 
@@ -322,11 +378,6 @@ def check_keys(
         if shapes:
             parts.append(f"shape mismatches ({len(shapes)}): {'; '.join(shapes)}")
         raise CheckpointError("\n  ".join(parts))
-
-
-def check_state_dict(model: nn.Module, state_dict: Mapping[str, Tensor], path: Path | str) -> None:
-    """Raise CheckpointError listing missing, unexpected and wrongly shaped keys, if any."""
-    check_keys(model.state_dict(), state_dict, f"{path} does not fit {type(model).__name__}:")
 
 
 def create_method(

@@ -167,7 +167,7 @@ class Trainer:
                 f"{self.run.checkpoints / 'last.pt'} was written by {len(state['rng'])} process(es); "
                 f"resume it with the same number (now {self.info.world_size})"
             )
-        self.model.load_state_dict(state["model"])
+        self.model.load_state_dict(self.model.adapt_state_dict(state["model"]))  # earlier versions: official keys
         self.optimizer.load_state_dict(state["optimizer"])
         if self.scaler is not None and state["scaler"] is not None:
             self.scaler.load_state_dict(state["scaler"])

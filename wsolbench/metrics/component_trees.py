@@ -130,7 +130,7 @@ def hole_components(
     cached = np.empty(size)
     active = np.empty(height * width, np.int32)
     where = np.empty(size, np.int32)
-    neighbours = np.array([-row, -1, 1, row])
+    joins = np.empty(4, np.int64)
     alive = 0
     levels = len(counts)
     iou = np.full(levels, -1.0)
@@ -147,25 +147,29 @@ def hole_components(
         while added < counts[u]:
             p, x, y = order[added], xs[added], ys[added]
             added += 1
-            parent[p] = p
-            link[p] = p
-            stats[p, 0] = x
-            stats[p, 1] = y
-            stats[p, 2] = x
-            stats[p, 3] = y
-            stats[p, 4] = 0
-            stats[p, 5] = y * width + x
-            stats[p, 6] = 1
-            border[p] = x == 0 or y == 0 or x == width - 1 or y == height - 1
-            active[alive] = p
-            where[p] = alive
-            alive += 1
-            root = p
-            for step in neighbours:
-                q = p + step
-                if parent[q] < 0 or parent[q] == root:
+            n, w, e, s = parent[p - row] >= 0, parent[p - 1] >= 0, parent[p + 1] >= 0, parent[p + row] >= 0
+            nw, ne = parent[p - row - 1] >= 0, parent[p - row + 1] >= 0
+            sw, se = parent[p + row - 1] >= 0, parent[p + row + 1] >= 0
+            # neighbours already joined through a diagonal (n, ne, e: one component) are looked up once
+            m = 0
+            if n:
+                joins[m] = p - row
+                m += 1
+            if e and not (n and ne):
+                joins[m] = p + 1
+                m += 1
+            if s and not (e and se):
+                joins[m] = p + row
+                m += 1
+            if w and not (s and sw) and not (n and nw):
+                joins[m] = p - 1
+                m += 1
+            root = -1
+            for i in range(m):
+                other = _find(parent, joins[i])
+                if root < 0:
+                    root = other
                     continue
-                other = _find(parent, q)
                 if other == root:
                     continue
                 if stats[other, 6] > stats[root, 6]:
@@ -185,10 +189,32 @@ def hole_components(
                 active[where[other]] = last
                 where[last] = where[other]
                 alive -= 1
+            on_border = x == 0 or y == 0 or x == width - 1 or y == height - 1
+            if root < 0:  # a new component
+                root = p
+                stats[p, 0] = x
+                stats[p, 1] = y
+                stats[p, 2] = x
+                stats[p, 3] = y
+                stats[p, 4] = 0
+                stats[p, 5] = y * width + x
+                stats[p, 6] = 1
+                border[p] = on_border
+                active[alive] = p
+                where[p] = alive
+                alive += 1
+            else:  # p joins its neighbours' component
+                stats[root, 0] = min(stats[root, 0], x)
+                stats[root, 1] = min(stats[root, 1], y)
+                stats[root, 2] = max(stats[root, 2], x)
+                stats[root, 3] = max(stats[root, 3], y)
+                stats[root, 5] = min(stats[root, 5], y * width + x)
+                stats[root, 6] += 1
+                border[root] |= on_border
+            parent[p] = root
+            link[p] = root
+            link_level[p] = u
             # the four cells with p as a corner: the 1st and the 2nd corner in each add 1
-            n, w, e, s = parent[p - row] >= 0, parent[p - 1] >= 0, parent[p + 1] >= 0, parent[p + row] >= 0
-            nw, ne = parent[p - row - 1] >= 0, parent[p - row + 1] >= 0
-            sw, se = parent[p + row - 1] >= 0, parent[p + row + 1] >= 0
             stats[root, 4] += (n + w + nw <= 1) + (n + e + ne <= 1) + (s + w + sw <= 1) + (s + e + se <= 1)
             stale[root] = True
         lo[u] = used
@@ -305,7 +331,7 @@ def foreground_components(
     slot = np.full(size, -1, np.int32)
     stale = np.zeros(size, np.bool_)
     cached = np.empty(size)
-    neighbours = np.array([-row - 1, -row, -row + 1, -1, 1, row - 1, row, row + 1])
+    joins = np.empty(8, np.int64)
     alive = 0
     levels = len(counts)
     iou = np.full(levels, -1.0)
@@ -322,23 +348,45 @@ def foreground_components(
             added += 1
             k = len(order) - added
             p, x, y = order[k], xs[k], ys[k]
-            parent[p] = p
-            stats[p, X0] = x
-            stats[p, X1] = x
-            stats[p, Y0] = y
-            stats[p, Y1] = y
-            stats[p, CELLS2] = 0
-            stats[p, FIRST] = y * width + x
-            stats[p, SIZE] = 1
-            active[alive] = p
-            where[p] = alive
-            alive += 1
-            root = p
-            for step in neighbours:
-                q = p + step
-                if parent[q] < 0 or parent[q] == root:
+            n, w, e, s = parent[p - row] >= 0, parent[p - 1] >= 0, parent[p + 1] >= 0, parent[p + row] >= 0
+            nw, ne = parent[p - row - 1] >= 0, parent[p - row + 1] >= 0
+            sw, se = parent[p + row - 1] >= 0, parent[p + row + 1] >= 0
+            # going round p (n, ne, e, se, s, sw, w, nw), neighbours next to each other are 8-adjacent, so
+            # one component: each run of foreground neighbours is looked up once, at its start
+            m = 0
+            if n and not nw:
+                joins[m] = p - row
+                m += 1
+            if ne and not n:
+                joins[m] = p - row + 1
+                m += 1
+            if e and not ne:
+                joins[m] = p + 1
+                m += 1
+            if se and not e:
+                joins[m] = p + row + 1
+                m += 1
+            if s and not se:
+                joins[m] = p + row
+                m += 1
+            if sw and not s:
+                joins[m] = p + row - 1
+                m += 1
+            if w and not sw:
+                joins[m] = p - 1
+                m += 1
+            if nw and not w:
+                joins[m] = p - row - 1
+                m += 1
+            if m == 0 and n:  # all eight in
+                joins[0] = p - row
+                m = 1
+            root = -1
+            for i in range(m):
+                other = _find(parent, joins[i])
+                if root < 0:
+                    root = other
                     continue
-                other = _find(parent, q)
                 if other == root:
                     continue
                 if stats[other, SIZE] > stats[root, SIZE]:
@@ -355,10 +403,27 @@ def foreground_components(
                 active[where[other]] = last
                 where[last] = where[other]
                 alive -= 1
+            if root < 0:  # a new component
+                root = p
+                stats[p, X0] = x
+                stats[p, X1] = x
+                stats[p, Y0] = y
+                stats[p, Y1] = y
+                stats[p, CELLS2] = 0
+                stats[p, FIRST] = y * width + x
+                stats[p, SIZE] = 1
+                active[alive] = p
+                where[p] = alive
+                alive += 1
+            else:  # p joins its neighbours' component
+                stats[root, X0] = min(stats[root, X0], x)
+                stats[root, X1] = max(stats[root, X1], x)
+                stats[root, Y0] = min(stats[root, Y0], y)
+                stats[root, Y1] = max(stats[root, Y1], y)
+                stats[root, FIRST] = min(stats[root, FIRST], y * width + x)
+                stats[root, SIZE] += 1
+            parent[p] = root
             # the four cells with p as a corner: the 3rd corner in adds 1, the 4th another 1
-            n, w, e, s = parent[p - row] >= 0, parent[p - 1] >= 0, parent[p + 1] >= 0, parent[p + row] >= 0
-            nw, ne = parent[p - row - 1] >= 0, parent[p - row + 1] >= 0
-            sw, se = parent[p + row - 1] >= 0, parent[p + row + 1] >= 0
             stats[root, CELLS2] += (n + w + nw >= 2) + (n + e + ne >= 2) + (s + w + sw >= 2) + (s + e + se >= 2)
             stale[root] = True
         box_lo[u] = kept

@@ -104,6 +104,20 @@ def _best_iou(x0: int, y0: int, x1: int, y1: int, gt: np.ndarray) -> float:
 
 
 @njit(cache=True)
+def _drop(active: np.ndarray, where: np.ndarray, slots: np.ndarray, slot_iou: np.ndarray, alive: int, r: int) -> int:
+    """Remove root r from the listed components (its slot takes the last one); returns the new count."""
+    j = where[r]
+    alive -= 1
+    last = active[alive]
+    active[j] = last
+    where[last] = j
+    slots[j] = slots[alive]
+    slot_iou[j] = slot_iou[alive]
+    where[r] = -1
+    return alive
+
+
+@njit(cache=True)
 def hole_components(
     order: np.ndarray, xs: np.ndarray, ys: np.ndarray, counts: np.ndarray, height: int, width: int,
     gt: np.ndarray, limit: np.ndarray, keep: bool,
@@ -126,10 +140,15 @@ def hole_components(
     link_level = np.zeros(size, np.int32)
     stats = np.empty((size, 7), np.int32)  # X0, Y0, X1, Y1, cells, first, size
     border = np.zeros(size, np.bool_)
-    stale = np.zeros(size, np.bool_)
-    cached = np.empty(size)
+    # The holes alive (components off the border; one that reaches it never leaves it) are listed in
+    # slots 0..alive-1: active[k] is the root, slots[k] its record and slot_iou[k] its box's IoU, kept
+    # up to date for the roots that changed during the level, so listing a level copies contiguous rows.
     active = np.empty(height * width, np.int32)
-    where = np.empty(size, np.int32)
+    where = np.full(size, -1, np.int32)  # a root's slot, -1 for non-roots and border components
+    slots = np.empty((height * width, 3), np.int32)
+    slot_iou = np.empty(height * width)
+    changed = np.zeros(size, np.bool_)
+    dirty = np.empty(height * width, np.int32)
     joins = np.empty(4, np.int64)
     alive = 0
     levels = len(counts)
@@ -144,6 +163,7 @@ def hole_components(
     kept = 0
     added = 0
     for u in range(levels):
+        touched = 0
         while added < counts[u]:
             p, x, y = order[added], xs[added], ys[added]
             added += 1
@@ -184,11 +204,12 @@ def hole_components(
                 stats[root, 4] += stats[other, 4]
                 stats[root, 5] = min(stats[root, 5], stats[other, 5])
                 stats[root, 6] += stats[other, 6]
-                border[root] |= border[other]
-                last = active[alive - 1]
-                active[where[other]] = last
-                where[last] = where[other]
-                alive -= 1
+                if where[other] >= 0:
+                    alive = _drop(active, where, slots, slot_iou, alive, other)
+                if border[other] and not border[root]:
+                    border[root] = True
+                    if where[root] >= 0:
+                        alive = _drop(active, where, slots, slot_iou, alive, root)
             on_border = x == 0 or y == 0 or x == width - 1 or y == height - 1
             if root < 0:  # a new component
                 root = p
@@ -200,9 +221,10 @@ def hole_components(
                 stats[p, 5] = y * width + x
                 stats[p, 6] = 1
                 border[p] = on_border
-                active[alive] = p
-                where[p] = alive
-                alive += 1
+                if not on_border:
+                    active[alive] = p
+                    where[p] = alive
+                    alive += 1
             else:  # p joins its neighbours' component
                 stats[root, 0] = min(stats[root, 0], x)
                 stats[root, 1] = min(stats[root, 1], y)
@@ -210,36 +232,46 @@ def hole_components(
                 stats[root, 3] = max(stats[root, 3], y)
                 stats[root, 5] = min(stats[root, 5], y * width + x)
                 stats[root, 6] += 1
-                border[root] |= on_border
+                if on_border and not border[root]:
+                    border[root] = True
+                    if where[root] >= 0:
+                        alive = _drop(active, where, slots, slot_iou, alive, root)
             parent[p] = root
             link[p] = root
             link_level[p] = u
             # the four cells with p as a corner: the 1st and the 2nd corner in each add 1
             stats[root, 4] += (n + w + nw <= 1) + (n + e + ne <= 1) + (s + w + sw <= 1) + (s + e + se <= 1)
-            stale[root] = True
-        lo[u] = used
-        box_lo[u] = kept
-        records = _grow(records, used, alive)
-        if keep:
-            boxes = _grow(boxes, kept, alive)
-        for k in range(alive):
-            r = active[k]
-            if border[r]:
+            if not border[root] and not changed[root]:
+                changed[root] = True
+                dirty[touched] = root
+                touched += 1
+        for i in range(touched):  # a hole's record and IoU change only when it grows or merges
+            r = dirty[i]
+            changed[r] = False
+            j = where[r]
+            if j < 0:  # merged into another, or reached the border
                 continue
-            records[used, HOLE_CELLS2] = stats[r, 4]
-            records[used, ANCHOR] = stats[r, 5] - 1
-            records[used, ROOT] = r
-            used += 1
+            slots[j, HOLE_CELLS2] = stats[r, 4]
+            slots[j, ANCHOR] = stats[r, 5] - 1
+            slots[j, ROOT] = r
             x0, y0 = stats[r, 0] - 1, stats[r, 1] - 1
             x1, y1 = min(stats[r, 2] + 2, limit[0]), min(stats[r, 3] + 2, limit[1])
-            if stale[r]:  # a component's IoU changes only with its box
-                cached[r] = _best_iou(x0, y0, x1, y1, gt)
-                stale[r] = False
-            iou[u] = max(iou[u], cached[r])
-            if keep:
-                boxes[kept, 0], boxes[kept, 1], boxes[kept, 2], boxes[kept, 3] = x0, y0, x1, y1
-                kept += 1
+            slot_iou[j] = _best_iou(x0, y0, x1, y1, gt)
+        lo[u] = used
+        records = _grow(records, used, alive)
+        records[used : used + alive] = slots[:alive]
+        used += alive
         hi[u] = used
+        for k in range(alive):
+            iou[u] = max(iou[u], slot_iou[k])
+        box_lo[u] = kept
+        if keep:
+            boxes = _grow(boxes, kept, alive)
+            for k in range(alive):
+                r = active[k]
+                boxes[kept, 0], boxes[kept, 1] = stats[r, 0] - 1, stats[r, 1] - 1
+                boxes[kept, 2], boxes[kept, 3] = min(stats[r, 2] + 2, limit[0]), min(stats[r, 3] + 2, limit[1])
+                kept += 1
         box_hi[u] = kept
     return iou, boxes[:kept], box_lo, box_hi, records[:used], lo, hi, link, link_level
 

@@ -118,6 +118,14 @@ def _drop(active: np.ndarray, where: np.ndarray, slots: np.ndarray, slot_iou: np
 
 
 @njit(cache=True)
+def _mark_outer(after: np.ndarray, outer_from: np.ndarray, first: int, level: int) -> None:
+    """outer_from = level for every pixel of the list that starts at `first` (a hole reaching the border)."""
+    while first >= 0:
+        outer_from[first] = level
+        first = after[first]
+
+
+@njit(cache=True)
 def hole_components(
     order: np.ndarray, xs: np.ndarray, ys: np.ndarray, counts: np.ndarray, height: int, width: int,
     gt: np.ndarray, limit: np.ndarray, keep: bool,
@@ -131,7 +139,8 @@ def hole_components(
     without holes; boxes (M, 4) (empty unless keep) and records (M', 3) int32 HOLE_CELLS2, ANCHOR
     (flat index of the pixel left of the hole's first pixel), ROOT (component id), with box_lo,
     box_hi, lo, hi (U,): level u owns boxes[box_lo[u]:box_hi[u]] and records[lo[u]:hi[u]]; link,
-    link_level: the merge forest, for _background_root).
+    link_level: the merge forest, for _background_root; outer_from: per padded pixel, the first level
+    at which its component touches the border, `levels` if never).
     """
     row = width + 2  # the grid is padded by one never-added pixel on every side
     size = (height + 2) * row
@@ -152,6 +161,11 @@ def hole_components(
     joins = np.empty(4, np.int64)
     alive = 0
     levels = len(counts)
+    # the pixels of each hole, as a list (head, tail, after), to mark when it reaches the border
+    outer_from = np.full(size, levels, np.int32)
+    head = np.empty(size, np.int32)
+    tail = np.empty(size, np.int32)
+    after = np.empty(size, np.int32)
     iou = np.full(levels, -1.0)
     lo, hi = np.zeros(levels, np.int64), np.zeros(levels, np.int64)
     box_lo, box_hi = np.zeros(levels, np.int64), np.zeros(levels, np.int64)
@@ -206,10 +220,15 @@ def hole_components(
                 stats[root, 6] += stats[other, 6]
                 if where[other] >= 0:
                     alive = _drop(active, where, slots, slot_iou, alive, other)
-                if border[other] and not border[root]:
+                if not border[root] and not border[other]:
+                    after[tail[root]] = head[other]
+                    tail[root] = tail[other]
+                elif not border[other]:
+                    _mark_outer(after, outer_from, head[other], u)
+                elif not border[root]:
                     border[root] = True
-                    if where[root] >= 0:
-                        alive = _drop(active, where, slots, slot_iou, alive, root)
+                    alive = _drop(active, where, slots, slot_iou, alive, root)
+                    _mark_outer(after, outer_from, head[root], u)
             on_border = x == 0 or y == 0 or x == width - 1 or y == height - 1
             if root < 0:  # a new component
                 root = p
@@ -221,10 +240,13 @@ def hole_components(
                 stats[p, 5] = y * width + x
                 stats[p, 6] = 1
                 border[p] = on_border
-                if not on_border:
+                if on_border:
+                    outer_from[p] = u
+                else:
                     active[alive] = p
                     where[p] = alive
                     alive += 1
+                    head[p], tail[p], after[p] = p, p, -1
             else:  # p joins its neighbours' component
                 stats[root, 0] = min(stats[root, 0], x)
                 stats[root, 1] = min(stats[root, 1], y)
@@ -234,8 +256,14 @@ def hole_components(
                 stats[root, 6] += 1
                 if on_border and not border[root]:
                     border[root] = True
-                    if where[root] >= 0:
-                        alive = _drop(active, where, slots, slot_iou, alive, root)
+                    alive = _drop(active, where, slots, slot_iou, alive, root)
+                    _mark_outer(after, outer_from, head[root], u)
+                if border[root]:
+                    outer_from[p] = u
+                else:
+                    after[tail[root]] = p
+                    tail[root] = p
+                    after[p] = -1
             parent[p] = root
             link[p] = root
             link_level[p] = u
@@ -259,11 +287,13 @@ def hole_components(
             slot_iou[j] = _best_iou(x0, y0, x1, y1, gt)
         lo[u] = used
         records = _grow(records, used, alive)
-        records[used : used + alive] = slots[:alive]
-        used += alive
-        hi[u] = used
+        best = -1.0
         for k in range(alive):
-            iou[u] = max(iou[u], slot_iou[k])
+            records[used, 0], records[used, 1], records[used, 2] = slots[k, 0], slots[k, 1], slots[k, 2]
+            used += 1
+            best = max(best, slot_iou[k])
+        iou[u] = best
+        hi[u] = used
         box_lo[u] = kept
         if keep:
             boxes = _grow(boxes, kept, alive)
@@ -273,7 +303,7 @@ def hole_components(
                 boxes[kept, 2], boxes[kept, 3] = min(stats[r, 2] + 2, limit[0]), min(stats[r, 3] + 2, limit[1])
                 kept += 1
         box_hi[u] = kept
-    return iou, boxes[:kept], box_lo, box_hi, records[:used], lo, hi, link, link_level
+    return iou, boxes[:kept], box_lo, box_hi, records[:used], lo, hi, link, link_level, outer_from
 
 
 @njit(cache=True)
@@ -287,7 +317,7 @@ def _background_root(link: np.ndarray, link_level: np.ndarray, p: int, level: in
 @njit(cache=True)
 def _largest_contour(
     blobs: np.ndarray, roots: np.ndarray, holes: np.ndarray, parent: np.ndarray, slot: np.ndarray,
-    link: np.ndarray, link_level: np.ndarray, level: int, width: int,
+    link: np.ndarray, link_level: np.ndarray, outer_from: np.ndarray, level: int, width: int,
 ) -> int:
     """Row of `blobs` (one level's records, with holes) whose outer contour has the largest contourArea.
 
@@ -306,8 +336,9 @@ def _largest_contour(
     total = np.empty(nb + nh, np.int64)
     for k in range(nb):
         total[k] = blobs[k, CELLS2]
-        if blobs[k, FIRST] % width != 0:
-            up[k] = slot[_background_root(link, link_level, _padded(blobs[k, FIRST] - 1, width), level)]
+        left = _padded(blobs[k, FIRST] - 1, width)
+        if blobs[k, FIRST] % width != 0 and outer_from[left] > level:  # else up in the border background
+            up[k] = slot[_background_root(link, link_level, left, level)]
     for h in range(nh):
         total[nb + h] = holes[h, HOLE_CELLS2]
         up[nb + h] = slot[_find(parent, _padded(holes[h, ANCHOR], width))]
@@ -342,6 +373,7 @@ def foreground_components(
     order: np.ndarray, xs: np.ndarray, ys: np.ndarray, counts: np.ndarray, height: int, width: int, largest_only: bool,
     gt: np.ndarray, limit: np.ndarray, keep: bool,
     holes: np.ndarray, hole_lo: np.ndarray, hole_hi: np.ndarray, link: np.ndarray, link_level: np.ndarray,
+    outer_from: np.ndarray,
 ):
     """Outer contours at every level u: 8-connected components of the last counts[u] pixels of `order`.
 
@@ -511,7 +543,7 @@ def foreground_components(
                 level_blobs[k] = stats[roots[k]]
             chosen = _largest_contour(
                 level_blobs[:count], roots[:count], holes[hole_lo[u] : hole_hi[u]], parent, slot,
-                link, link_level, u, width,
+                link, link_level, outer_from, u, width,
             )
             if chosen == UNDECIDED:
                 status[u] = UNDECIDED

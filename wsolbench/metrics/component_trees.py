@@ -33,6 +33,29 @@ HOLE_CELLS2, ANCHOR, ROOT = range(3)
 FOUND, EMPTY, UNDECIDED = 0, -1, -2  # V1 status of a level
 
 
+def _neighbour_tables() -> tuple[np.ndarray, ...]:
+    """Per 8-bit mask of a pixel's neighbours already in (bits n, ne, e, se, s, sw, w, nw): the neighbours to
+    look up (ring positions, -1 after the last) and the cell counts, for 8- and for 4-connectivity."""
+    joins8, joins4 = np.full((256, 5), -1, np.int64), np.full((256, 5), -1, np.int64)
+    cells8, cells4 = np.zeros(256, np.int64), np.zeros(256, np.int64)
+    for mask in range(256):
+        n, ne, e, se, s, sw, w, nw = ((mask >> i) & 1 for i in range(8))
+        bits = [n, ne, e, se, s, sw, w, nw]
+        # going round, neighbours next to each other are 8-adjacent: one look-up per run, at its start
+        starts = [i for i in range(8) if bits[i] and not bits[i - 1]] or ([0] if mask else [])
+        joins8[mask, : len(starts)] = starts
+        # 4-connectivity: n, ne, e (and so on round) with all three in are already one component
+        four = [i for i, keep in ((0, n), (2, e and not (n and ne)), (4, s and not (e and se)),
+                                  (6, w and not (s and sw) and not (n and nw))) if keep]
+        joins4[mask, : len(four)] = four
+        cells8[mask] = (n + w + nw >= 2) + (n + e + ne >= 2) + (s + w + sw >= 2) + (s + e + se >= 2)
+        cells4[mask] = (n + w + nw <= 1) + (n + e + ne <= 1) + (s + w + sw <= 1) + (s + e + se <= 1)
+    return joins8, cells8, joins4, cells4
+
+
+JOINS8, CELLS8, JOINS4, CELLS4 = _neighbour_tables()
+
+
 @njit(cache=True)
 def _find(parent: np.ndarray, p: int) -> int:
     root = p
@@ -158,7 +181,8 @@ def hole_components(
     slot_iou = np.empty(height * width)
     changed = np.zeros(size, np.bool_)
     dirty = np.empty(height * width, np.int32)
-    joins = np.empty(4, np.int64)
+    inside = np.zeros(size, np.uint8)
+    ring = np.array([-row, -row + 1, 1, row + 1, row, row - 1, -1, -row - 1])
     alive = 0
     levels = len(counts)
     # the pixels of each hole, as a list (head, tail, after), to mark when it reaches the border
@@ -181,26 +205,14 @@ def hole_components(
         while added < counts[u]:
             p, x, y = order[added], xs[added], ys[added]
             added += 1
-            n, w, e, s = parent[p - row] >= 0, parent[p - 1] >= 0, parent[p + 1] >= 0, parent[p + row] >= 0
-            nw, ne = parent[p - row - 1] >= 0, parent[p - row + 1] >= 0
-            sw, se = parent[p + row - 1] >= 0, parent[p + row + 1] >= 0
-            # neighbours already joined through a diagonal (n, ne, e: one component) are looked up once
-            m = 0
-            if n:
-                joins[m] = p - row
-                m += 1
-            if e and not (n and ne):
-                joins[m] = p + 1
-                m += 1
-            if s and not (e and se):
-                joins[m] = p + row
-                m += 1
-            if w and not (s and sw) and not (n and nw):
-                joins[m] = p - 1
-                m += 1
+            mask = (inside[p - row] | inside[p - row + 1] << 1 | inside[p + 1] << 2 | inside[p + row + 1] << 3
+                    | inside[p + row] << 4 | inside[p + row - 1] << 5 | inside[p - 1] << 6 | inside[p - row - 1] << 7)
+            inside[p] = 1
             root = -1
-            for i in range(m):
-                other = _find(parent, joins[i])
+            for i in range(4):
+                if JOINS4[mask, i] < 0:
+                    break
+                other = _find(parent, p + ring[JOINS4[mask, i]])
                 if root < 0:
                     root = other
                     continue
@@ -268,7 +280,7 @@ def hole_components(
             link[p] = root
             link_level[p] = u
             # the four cells with p as a corner: the 1st and the 2nd corner in each add 1
-            stats[root, 4] += (n + w + nw <= 1) + (n + e + ne <= 1) + (s + w + sw <= 1) + (s + e + se <= 1)
+            stats[root, 4] += CELLS4[mask]
             if not border[root] and not changed[root]:
                 changed[root] = True
                 dirty[touched] = root
@@ -395,7 +407,8 @@ def foreground_components(
     slot = np.full(size, -1, np.int32)
     stale = np.zeros(size, np.bool_)
     cached = np.empty(size)
-    joins = np.empty(8, np.int64)
+    inside = np.zeros(size, np.uint8)
+    ring = np.array([-row, -row + 1, 1, row + 1, row, row - 1, -1, -row - 1])
     alive = 0
     levels = len(counts)
     iou = np.full(levels, -1.0)
@@ -412,42 +425,14 @@ def foreground_components(
             added += 1
             k = len(order) - added
             p, x, y = order[k], xs[k], ys[k]
-            n, w, e, s = parent[p - row] >= 0, parent[p - 1] >= 0, parent[p + 1] >= 0, parent[p + row] >= 0
-            nw, ne = parent[p - row - 1] >= 0, parent[p - row + 1] >= 0
-            sw, se = parent[p + row - 1] >= 0, parent[p + row + 1] >= 0
-            # going round p (n, ne, e, se, s, sw, w, nw), neighbours next to each other are 8-adjacent, so
-            # one component: each run of foreground neighbours is looked up once, at its start
-            m = 0
-            if n and not nw:
-                joins[m] = p - row
-                m += 1
-            if ne and not n:
-                joins[m] = p - row + 1
-                m += 1
-            if e and not ne:
-                joins[m] = p + 1
-                m += 1
-            if se and not e:
-                joins[m] = p + row + 1
-                m += 1
-            if s and not se:
-                joins[m] = p + row
-                m += 1
-            if sw and not s:
-                joins[m] = p + row - 1
-                m += 1
-            if w and not sw:
-                joins[m] = p - 1
-                m += 1
-            if nw and not w:
-                joins[m] = p - row - 1
-                m += 1
-            if m == 0 and n:  # all eight in
-                joins[0] = p - row
-                m = 1
+            mask = (inside[p - row] | inside[p - row + 1] << 1 | inside[p + 1] << 2 | inside[p + row + 1] << 3
+                    | inside[p + row] << 4 | inside[p + row - 1] << 5 | inside[p - 1] << 6 | inside[p - row - 1] << 7)
+            inside[p] = 1
             root = -1
-            for i in range(m):
-                other = _find(parent, joins[i])
+            for i in range(4):
+                if JOINS8[mask, i] < 0:
+                    break
+                other = _find(parent, p + ring[JOINS8[mask, i]])
                 if root < 0:
                     root = other
                     continue
@@ -488,7 +473,7 @@ def foreground_components(
                 stats[root, SIZE] += 1
             parent[p] = root
             # the four cells with p as a corner: the 3rd corner in adds 1, the 4th another 1
-            stats[root, CELLS2] += (n + w + nw >= 2) + (n + e + ne >= 2) + (s + w + sw >= 2) + (s + e + se >= 2)
+            stats[root, CELLS2] += CELLS8[mask]
             stale[root] = True
         box_lo[u] = kept
         if alive == 0:

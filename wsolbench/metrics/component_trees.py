@@ -35,22 +35,33 @@ FOUND, EMPTY, UNDECIDED = 0, -1, -2  # V1 status of a level
 
 def _neighbour_tables() -> tuple[np.ndarray, ...]:
     """Per 8-bit mask of a pixel's neighbours already in (bits n, ne, e, se, s, sw, w, nw): the neighbours to
-    look up (ring positions, -1 after the last) and the cell counts, for 8- and for 4-connectivity."""
-    joins8, joins4 = np.full((256, 5), -1, np.int64), np.full((256, 5), -1, np.int64)
+    look up (ring positions, -1 after the last) and the pixel's cell counts, for 8- and for 4-connectivity.
+
+    Neighbours joined to each other within the 3 x 3 neighbourhood are one component already: one
+    look-up per such group (4-connectivity: per group with a 4-neighbour of the pixel, looked up there).
+    """
+    ring = [(-1, 0), (-1, 1), (0, 1), (1, 1), (1, 0), (1, -1), (0, -1), (-1, -1)]
+    joins = {8: np.full((256, 5), -1, np.int64), 4: np.full((256, 5), -1, np.int64)}
     cells8, cells4 = np.zeros(256, np.int64), np.zeros(256, np.int64)
     for mask in range(256):
-        n, ne, e, se, s, sw, w, nw = ((mask >> i) & 1 for i in range(8))
-        bits = [n, ne, e, se, s, sw, w, nw]
-        # going round, neighbours next to each other are 8-adjacent: one look-up per run, at its start
-        starts = [i for i in range(8) if bits[i] and not bits[i - 1]] or ([0] if mask else [])
-        joins8[mask, : len(starts)] = starts
-        # 4-connectivity: n, ne, e (and so on round) with all three in are already one component
-        four = [i for i, keep in ((0, n), (2, e and not (n and ne)), (4, s and not (e and se)),
-                                  (6, w and not (s and sw) and not (n and nw))) if keep]
-        joins4[mask, : len(four)] = four
+        inside = [i for i in range(8) if mask >> i & 1]
+        for connectivity, table in joins.items():
+            group = {i: i for i in inside}
+            for a in inside:
+                for b in inside:
+                    dy, dx = abs(ring[a][0] - ring[b][0]), abs(ring[a][1] - ring[b][1])
+                    if (max(dy, dx) if connectivity == 8 else dy + dx) == 1:
+                        low, high = sorted((group[a], group[b]))
+                        group = {i: low if g == high else g for i, g in group.items()}
+            picks = []
+            for g in sorted(set(group.values())):
+                touching = [i for i in inside if group[i] == g and (connectivity == 8 or i % 2 == 0)]
+                picks += touching[:1]
+            table[mask, : len(picks)] = picks
+        n, ne, e, se, s, sw, w, nw = (mask >> i & 1 for i in range(8))
         cells8[mask] = (n + w + nw >= 2) + (n + e + ne >= 2) + (s + w + sw >= 2) + (s + e + se >= 2)
         cells4[mask] = (n + w + nw <= 1) + (n + e + ne <= 1) + (s + w + sw <= 1) + (s + e + se <= 1)
-    return joins8, cells8, joins4, cells4
+    return joins[8], cells8, joins[4], cells4
 
 
 JOINS8, CELLS8, JOINS4, CELLS4 = _neighbour_tables()

@@ -15,7 +15,8 @@ that `score` reports exactly the engine's numbers, then prints maps/s and the ra
 in wall time and in CPU time (this process, or the score process and its workers): on a shared
 machine the CPU ratios are the steadier ones.
 Finally it times `score` once more with an empty numba cache (the first run on a fresh clone, which
-compiles the kernels) next to the warm run.
+compiles the kernels) next to the warm run, the start-up alone (a process that imports the score path
+and loads the kernels, then exits), and prints the issue's targets with the figures measured for them.
 
     python benchmarks/metrics_speed.py            # 1,200 maps per family, the figures of the issue
     python benchmarks/metrics_speed.py --quick    # 200 maps per family, a few minutes on 2 cores
@@ -152,6 +153,19 @@ def expected_record(counts: np.ndarray, n: int) -> dict[str, float]:
     return {str(d): 100 * counts[k].max() / n for k, d in enumerate(DELTAS)}
 
 
+def print_targets(figures: dict, num_maps: int) -> None:
+    """The issue's targets next to what this run measured (when it measured them)."""
+    clutter = figures.get(("cluttered", 0.001, "V2"))
+    if clutter:
+        print(f"target: cluttered V2 Δ=0.001, whole score process, {num_maps} maps: >= 30x (aim 100x): "
+              f"{clutter['process_ratio']:.1f}x wall ({clutter['process_s']:.2f} s), "
+              f"{clutter['process_cpu_ratio']:.1f}x CPU")
+    for key in sorted(k for k in figures if k[0] == "noise"):
+        noise = figures[key]
+        print(f"target: noise {key[2]} Δ={key[1]}: >= 10x and <= 20 ms per map per core: "
+              f"{noise['engine_ratio']:.1f}x CPU, {noise['engine_ms']:.2f} ms CPU/map")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--num-maps", type=int, default=1200, help="maps per family for the engine and score")
@@ -171,6 +185,7 @@ def main() -> None:
     load_kernels()
     print(f"numba kernels loaded in this process (from cache, or compiled) in {time.perf_counter() - start:.2f} s")
     agree_all = True
+    figures: dict[tuple[str, float, str], dict[str, float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.families.split(","):
             maps, boxes = family(name, args.num_maps)
@@ -196,6 +211,11 @@ def main() -> None:
                     )
                     agree_all &= agree
                     ref_wall, ref_cpu = ref.wall / n_ref, ref.cpu / n_ref  # per map
+                    figures[name, interval, version] = {
+                        "engine_ms": 1000 * engine.cpu / n, "engine_ratio": ref_cpu * n / engine.cpu,
+                        "process_ratio": ref_wall * n / run.wall, "process_cpu_ratio": ref_cpu * n / run.cpu,
+                        "process_s": run.wall,
+                    }
                     print(
                         f"{name:9s} Δ={interval:<6} {version}: reference {1 / ref_wall:6.2f} maps/s "
                         f"({1000 * ref_cpu:.0f} ms CPU/map, {n_ref} maps) | engine {n / engine.wall:6.1f} maps/s "
@@ -217,6 +237,11 @@ def main() -> None:
     with Clock(resource.RUSAGE_CHILDREN) as startup:
         subprocess.run([sys.executable, str(ROOT / "bench.py"), "--help"], check=True, capture_output=True)
     print(f"bench.py --help as a new process: {startup.wall:.2f} s")
+    with Clock(resource.RUSAGE_CHILDREN) as startup:
+        subprocess.run([sys.executable, "-c", "import wsolbench.metrics.score as s; s.load_kernels()"], check=True)
+    print(f"score start-up alone (imports and cached kernels, a new process): {startup.wall:.2f} s "
+          f"({startup.cpu:.2f} s CPU)")
+    print_targets(figures, args.num_maps)
     load = os.getloadavg()
     print(f"load average at end: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
     print(f"agreement with the reference everywhere: {'IDENTICAL' if agree_all else 'MISMATCH'}")

@@ -45,6 +45,17 @@ def test_c15_counts_and_maxboxacc():
     assert set(res.curves.curve) == {"boxacc", "boxacc_v2"}
 
 
+def test_curves_are_those_of_the_counts_when_result_was_taken():
+    maps, gts = c15_maps()
+    acc = BoxAccumulator(get_protocol("wsolevaluation"), TAUS)
+    acc.update_prepared(maps, gts, [0, 0])
+    res = acc.result()
+    acc.update_prepared(maps[:1], gts[:1], [0])  # after result(), before its curves are first read
+    boxacc = res.curves[res.curves.curve == "boxacc"]
+    assert list(boxacc[boxacc.iou_threshold == 70].value) == [50.0, 50.0, 0.0, 0.0]
+    assert res.curves is res.curves
+
+
 def test_c16_max_over_gt_boxes():
     m = np.zeros((1, 10, 10))
     m[0, 5:9, 5:9] = 1.0

@@ -12,11 +12,11 @@ them into percentages under a threshold policy:
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from functools import cached_property, partial
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from wsolbench.errors import BadFileError, BadValueError
 from wsolbench.metrics.boxes import check_boxes, sweep_ious
@@ -25,19 +25,30 @@ from wsolbench.metrics.per_image import NO_CLASS, TOPK, PerImage, concat, encode
 from wsolbench.metrics.protocols import EvalProtocol
 from wsolbench.metrics.pxap import bin_edges, check_label_map, pixel_histograms, pxap_curve
 
+if TYPE_CHECKING:
+    import pandas as pd
+
 CURVE_COLUMNS = ["curve", "iou_threshold", "threshold", "value", "precision", "recall"]
 
 
 @dataclass
 class MetricResult:
-    """Metrics in percent, the τ chosen per metric, the curves as data, and how τ was chosen."""
+    """Metrics in percent, the τ chosen per metric, the curves as data, and how τ was chosen.
+
+    `curves` (a DataFrame with CURVE_COLUMNS) is built on first use, so that scoring without it never
+    loads pandas.
+    """
 
     metrics: dict[str, float]
     thresholds: dict[str, float]
-    curves: pd.DataFrame
     policy: str
     protocol: str
     rule: str
+    build_curves: Callable[[], pd.DataFrame] = field(repr=False, compare=False)
+
+    @cached_property
+    def curves(self) -> pd.DataFrame:
+        return self.build_curves()
 
 
 def _check_thresholds(thresholds: Any) -> np.ndarray:
@@ -49,6 +60,12 @@ def _check_thresholds(thresholds: Any) -> np.ndarray:
             f"thresholds must lie in [0, 1), got {thresholds[(thresholds < 0) | (thresholds >= 1)][0]}"
         )
     return thresholds
+
+
+def _frame(columns: dict[str, Any]) -> pd.DataFrame:
+    import pandas as pd
+
+    return pd.DataFrame(columns)[CURVE_COLUMNS]
 
 
 class _Counts:
@@ -292,14 +309,18 @@ class BoxAccumulator(_Counts):
         return MetricResult(
             metrics={key: metrics[key] for key in order if key in metrics},
             thresholds={key: float(self.thresholds[i]) for key, i in index.items()},
-            curves=self._curves(n, classified > 0),
+            build_curves=partial(
+                self._curves, n, classified > 0, {key: c[key].copy() for key in ("v1", "v2", "top1_loc")}
+            ),
             policy=policy,
             protocol=self.protocol.name,
             rule=rule,
         )
 
-    def _curves(self, n: int, classified: bool) -> pd.DataFrame:
-        c = self._counts
+    def _curves(self, n: int, classified: bool, c: dict[str, np.ndarray]) -> pd.DataFrame:
+        """The curves of counts `c` (a copy taken by result()) over n images."""
+        import pandas as pd
+
         parts = [("boxacc", d, c["v1"][k]) for k, d in enumerate(self.iou_thresholds)]
         parts += [("boxacc_v2", d, c["v2"][k]) for k, d in enumerate(self.iou_thresholds)]
         if classified:
@@ -362,20 +383,18 @@ class MaskAccumulator(_Counts):
             self._select(policy, None)
         pxap, precision, recall = pxap_curve(self._counts["positive"], self._counts["negative"])
         edges = self._edges[::-1][1:]  # operating point j keeps scores ≥ this edge
-        curves = pd.DataFrame(
-            {
-                "curve": "pxprec_pxrec",
-                "iou_threshold": np.nan,
-                "threshold": edges,
-                "value": np.nan,
-                "precision": precision,
-                "recall": recall,
-            }
-        )[CURVE_COLUMNS]
+        columns = {
+            "curve": "pxprec_pxrec",
+            "iou_threshold": np.nan,
+            "threshold": edges,
+            "value": np.nan,
+            "precision": precision,
+            "recall": recall,
+        }
         return MetricResult(
             metrics={"pxap": pxap},
             thresholds={},
-            curves=curves,
+            build_curves=partial(_frame, columns),
             policy=policy,
             protocol=self.protocol.name,
             rule="PxAP integrates over every τ",

@@ -134,14 +134,15 @@ def _sweep(
     if pixels:
         none = np.zeros(levels, np.int64)
         hole_iou, hole_boxes, hole_lo, hole_hi = np.full(levels, -1.0), np.zeros((0, 4), np.int64), none, none
-        holes, lo, hi, link, link_level = np.zeros((0, 3), np.int32), none, none, *[np.zeros(0, np.int32)] * 2
+        holes, lo, hi = np.zeros((0, 3), np.int32), none, none
+        link, link_level, outer_from = np.zeros(0, np.int32), np.zeros(0, np.int32), np.zeros(0, np.int32)
     else:
-        hole_iou, hole_boxes, hole_lo, hole_hi, holes, lo, hi, link, link_level = hole_components(
+        hole_iou, hole_boxes, hole_lo, hole_hi, holes, lo, hi, link, link_level, outer_from = hole_components(
             order, xs, ys, at_most, height, width, gt, limit, keep_boxes
         )
     blob_iou, status, v1_boxes, blob_boxes, blob_lo, blob_hi = foreground_components(
         order, xs, ys, height * width - at_most, height, width, pixels, gt, limit, keep_boxes,
-        holes, lo, hi, link, link_level,
+        holes, lo, hi, link, link_level, outer_from,
     )
     empty = status == EMPTY
     v1_boxes[empty] = EMPTY_BOXES[protocol.empty_box](width, height)

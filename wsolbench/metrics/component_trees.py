@@ -33,6 +33,40 @@ HOLE_CELLS2, ANCHOR, ROOT = range(3)
 FOUND, EMPTY, UNDECIDED = 0, -1, -2  # V1 status of a level
 
 
+def _neighbour_tables() -> tuple[np.ndarray, ...]:
+    """Per 8-bit mask of a pixel's neighbours already in (bits n, ne, e, se, s, sw, w, nw): the neighbours to
+    look up (ring positions, -1 after the last) and the pixel's cell counts, for 8- and for 4-connectivity.
+
+    Neighbours joined to each other within the 3 x 3 neighbourhood are one component already: one
+    look-up per such group (4-connectivity: per group with a 4-neighbour of the pixel, looked up there).
+    """
+    ring = [(-1, 0), (-1, 1), (0, 1), (1, 1), (1, 0), (1, -1), (0, -1), (-1, -1)]
+    joins = {8: np.full((256, 5), -1, np.int64), 4: np.full((256, 5), -1, np.int64)}
+    cells8, cells4 = np.zeros(256, np.int64), np.zeros(256, np.int64)
+    for mask in range(256):
+        inside = [i for i in range(8) if mask >> i & 1]
+        for connectivity, table in joins.items():
+            group = {i: i for i in inside}
+            for a in inside:
+                for b in inside:
+                    dy, dx = abs(ring[a][0] - ring[b][0]), abs(ring[a][1] - ring[b][1])
+                    if (max(dy, dx) if connectivity == 8 else dy + dx) == 1:
+                        low, high = sorted((group[a], group[b]))
+                        group = {i: low if g == high else g for i, g in group.items()}
+            picks = []
+            for g in sorted(set(group.values())):
+                touching = [i for i in inside if group[i] == g and (connectivity == 8 or i % 2 == 0)]
+                picks += touching[:1]
+            table[mask, : len(picks)] = picks
+        n, ne, e, se, s, sw, w, nw = (mask >> i & 1 for i in range(8))
+        cells8[mask] = (n + w + nw >= 2) + (n + e + ne >= 2) + (s + w + sw >= 2) + (s + e + se >= 2)
+        cells4[mask] = (n + w + nw <= 1) + (n + e + ne <= 1) + (s + w + sw <= 1) + (s + e + se <= 1)
+    return joins[8], cells8, joins[4], cells4
+
+
+JOINS8, CELLS8, JOINS4, CELLS4 = _neighbour_tables()
+
+
 @njit(cache=True)
 def _find(parent: np.ndarray, p: int) -> int:
     root = p
@@ -104,6 +138,28 @@ def _best_iou(x0: int, y0: int, x1: int, y1: int, gt: np.ndarray) -> float:
 
 
 @njit(cache=True)
+def _drop(active: np.ndarray, where: np.ndarray, slots: np.ndarray, slot_iou: np.ndarray, alive: int, r: int) -> int:
+    """Remove root r from the listed components (its slot takes the last one); returns the new count."""
+    j = where[r]
+    alive -= 1
+    last = active[alive]
+    active[j] = last
+    where[last] = j
+    slots[j] = slots[alive]
+    slot_iou[j] = slot_iou[alive]
+    where[r] = -1
+    return alive
+
+
+@njit(cache=True)
+def _mark_outer(after: np.ndarray, outer_from: np.ndarray, first: int, level: int) -> None:
+    """outer_from = level for every pixel of the list that starts at `first` (a hole reaching the border)."""
+    while first >= 0:
+        outer_from[first] = level
+        first = after[first]
+
+
+@njit(cache=True)
 def hole_components(
     order: np.ndarray, xs: np.ndarray, ys: np.ndarray, counts: np.ndarray, height: int, width: int,
     gt: np.ndarray, limit: np.ndarray, keep: bool,
@@ -117,7 +173,8 @@ def hole_components(
     without holes; boxes (M, 4) (empty unless keep) and records (M', 3) int32 HOLE_CELLS2, ANCHOR
     (flat index of the pixel left of the hole's first pixel), ROOT (component id), with box_lo,
     box_hi, lo, hi (U,): level u owns boxes[box_lo[u]:box_hi[u]] and records[lo[u]:hi[u]]; link,
-    link_level: the merge forest, for _background_root).
+    link_level: the merge forest, for _background_root; outer_from: per padded pixel, the first level
+    at which its component touches the border, `levels` if never).
     """
     row = width + 2  # the grid is padded by one never-added pixel on every side
     size = (height + 2) * row
@@ -126,13 +183,24 @@ def hole_components(
     link_level = np.zeros(size, np.int32)
     stats = np.empty((size, 7), np.int32)  # X0, Y0, X1, Y1, cells, first, size
     border = np.zeros(size, np.bool_)
-    stale = np.zeros(size, np.bool_)
-    cached = np.empty(size)
+    # The holes alive (components off the border; one that reaches it never leaves it) are listed in
+    # slots 0..alive-1: active[k] is the root, slots[k] its record and slot_iou[k] its box's IoU, kept
+    # up to date for the roots that changed during the level, so listing a level copies contiguous rows.
     active = np.empty(height * width, np.int32)
-    where = np.empty(size, np.int32)
-    neighbours = np.array([-row, -1, 1, row])
+    where = np.full(size, -1, np.int32)  # a root's slot, -1 for non-roots and border components
+    slots = np.empty((height * width, 3), np.int32)
+    slot_iou = np.empty(height * width)
+    changed = np.zeros(size, np.bool_)
+    dirty = np.empty(height * width, np.int32)
+    inside = np.zeros(size, np.uint8)
+    ring = np.array([-row, -row + 1, 1, row + 1, row, row - 1, -1, -row - 1])
     alive = 0
     levels = len(counts)
+    # the pixels of each hole, as a list (head, tail, after), to mark when it reaches the border
+    outer_from = np.full(size, levels, np.int32)
+    head = np.empty(size, np.int32)
+    tail = np.empty(size, np.int32)
+    after = np.empty(size, np.int32)
     iou = np.full(levels, -1.0)
     lo, hi = np.zeros(levels, np.int64), np.zeros(levels, np.int64)
     box_lo, box_hi = np.zeros(levels, np.int64), np.zeros(levels, np.int64)
@@ -144,28 +212,21 @@ def hole_components(
     kept = 0
     added = 0
     for u in range(levels):
+        touched = 0
         while added < counts[u]:
             p, x, y = order[added], xs[added], ys[added]
             added += 1
-            parent[p] = p
-            link[p] = p
-            stats[p, 0] = x
-            stats[p, 1] = y
-            stats[p, 2] = x
-            stats[p, 3] = y
-            stats[p, 4] = 0
-            stats[p, 5] = y * width + x
-            stats[p, 6] = 1
-            border[p] = x == 0 or y == 0 or x == width - 1 or y == height - 1
-            active[alive] = p
-            where[p] = alive
-            alive += 1
-            root = p
-            for step in neighbours:
-                q = p + step
-                if parent[q] < 0 or parent[q] == root:
+            mask = (inside[p - row] | inside[p - row + 1] << 1 | inside[p + 1] << 2 | inside[p + row + 1] << 3
+                    | inside[p + row] << 4 | inside[p + row - 1] << 5 | inside[p - 1] << 6 | inside[p - row - 1] << 7)
+            inside[p] = 1
+            root = -1
+            for i in range(4):
+                if JOINS4[mask, i] < 0:
+                    break
+                other = _find(parent, p + ring[JOINS4[mask, i]])
+                if root < 0:
+                    root = other
                     continue
-                other = _find(parent, q)
                 if other == root:
                     continue
                 if stats[other, 6] > stats[root, 6]:
@@ -180,42 +241,92 @@ def hole_components(
                 stats[root, 4] += stats[other, 4]
                 stats[root, 5] = min(stats[root, 5], stats[other, 5])
                 stats[root, 6] += stats[other, 6]
-                border[root] |= border[other]
-                last = active[alive - 1]
-                active[where[other]] = last
-                where[last] = where[other]
-                alive -= 1
+                if where[other] >= 0:
+                    alive = _drop(active, where, slots, slot_iou, alive, other)
+                if not border[root] and not border[other]:
+                    after[tail[root]] = head[other]
+                    tail[root] = tail[other]
+                elif not border[other]:
+                    _mark_outer(after, outer_from, head[other], u)
+                elif not border[root]:
+                    border[root] = True
+                    alive = _drop(active, where, slots, slot_iou, alive, root)
+                    _mark_outer(after, outer_from, head[root], u)
+            on_border = x == 0 or y == 0 or x == width - 1 or y == height - 1
+            if root < 0:  # a new component
+                root = p
+                stats[p, 0] = x
+                stats[p, 1] = y
+                stats[p, 2] = x
+                stats[p, 3] = y
+                stats[p, 4] = 0
+                stats[p, 5] = y * width + x
+                stats[p, 6] = 1
+                border[p] = on_border
+                if on_border:
+                    outer_from[p] = u
+                else:
+                    active[alive] = p
+                    where[p] = alive
+                    alive += 1
+                    head[p], tail[p], after[p] = p, p, -1
+            else:  # p joins its neighbours' component
+                stats[root, 0] = min(stats[root, 0], x)
+                stats[root, 1] = min(stats[root, 1], y)
+                stats[root, 2] = max(stats[root, 2], x)
+                stats[root, 3] = max(stats[root, 3], y)
+                stats[root, 5] = min(stats[root, 5], y * width + x)
+                stats[root, 6] += 1
+                if on_border and not border[root]:
+                    border[root] = True
+                    alive = _drop(active, where, slots, slot_iou, alive, root)
+                    _mark_outer(after, outer_from, head[root], u)
+                if border[root]:
+                    outer_from[p] = u
+                else:
+                    after[tail[root]] = p
+                    tail[root] = p
+                    after[p] = -1
+            parent[p] = root
+            link[p] = root
+            link_level[p] = u
             # the four cells with p as a corner: the 1st and the 2nd corner in each add 1
-            n, w, e, s = parent[p - row] >= 0, parent[p - 1] >= 0, parent[p + 1] >= 0, parent[p + row] >= 0
-            nw, ne = parent[p - row - 1] >= 0, parent[p - row + 1] >= 0
-            sw, se = parent[p + row - 1] >= 0, parent[p + row + 1] >= 0
-            stats[root, 4] += (n + w + nw <= 1) + (n + e + ne <= 1) + (s + w + sw <= 1) + (s + e + se <= 1)
-            stale[root] = True
-        lo[u] = used
-        box_lo[u] = kept
-        records = _grow(records, used, alive)
-        if keep:
-            boxes = _grow(boxes, kept, alive)
-        for k in range(alive):
-            r = active[k]
-            if border[r]:
+            stats[root, 4] += CELLS4[mask]
+            if not border[root] and not changed[root]:
+                changed[root] = True
+                dirty[touched] = root
+                touched += 1
+        for i in range(touched):  # a hole's record and IoU change only when it grows or merges
+            r = dirty[i]
+            changed[r] = False
+            j = where[r]
+            if j < 0:  # merged into another, or reached the border
                 continue
-            records[used, HOLE_CELLS2] = stats[r, 4]
-            records[used, ANCHOR] = stats[r, 5] - 1
-            records[used, ROOT] = r
-            used += 1
+            slots[j, HOLE_CELLS2] = stats[r, 4]
+            slots[j, ANCHOR] = stats[r, 5] - 1
+            slots[j, ROOT] = r
             x0, y0 = stats[r, 0] - 1, stats[r, 1] - 1
             x1, y1 = min(stats[r, 2] + 2, limit[0]), min(stats[r, 3] + 2, limit[1])
-            if stale[r]:  # a component's IoU changes only with its box
-                cached[r] = _best_iou(x0, y0, x1, y1, gt)
-                stale[r] = False
-            iou[u] = max(iou[u], cached[r])
-            if keep:
-                boxes[kept, 0], boxes[kept, 1], boxes[kept, 2], boxes[kept, 3] = x0, y0, x1, y1
-                kept += 1
+            slot_iou[j] = _best_iou(x0, y0, x1, y1, gt)
+        lo[u] = used
+        records = _grow(records, used, alive)
+        best = -1.0
+        for k in range(alive):
+            records[used, 0], records[used, 1], records[used, 2] = slots[k, 0], slots[k, 1], slots[k, 2]
+            used += 1
+            best = max(best, slot_iou[k])
+        iou[u] = best
         hi[u] = used
+        box_lo[u] = kept
+        if keep:
+            boxes = _grow(boxes, kept, alive)
+            for k in range(alive):
+                r = active[k]
+                boxes[kept, 0], boxes[kept, 1] = stats[r, 0] - 1, stats[r, 1] - 1
+                boxes[kept, 2], boxes[kept, 3] = min(stats[r, 2] + 2, limit[0]), min(stats[r, 3] + 2, limit[1])
+                kept += 1
         box_hi[u] = kept
-    return iou, boxes[:kept], box_lo, box_hi, records[:used], lo, hi, link, link_level
+    return iou, boxes[:kept], box_lo, box_hi, records[:used], lo, hi, link, link_level, outer_from
 
 
 @njit(cache=True)
@@ -229,7 +340,7 @@ def _background_root(link: np.ndarray, link_level: np.ndarray, p: int, level: in
 @njit(cache=True)
 def _largest_contour(
     blobs: np.ndarray, roots: np.ndarray, holes: np.ndarray, parent: np.ndarray, slot: np.ndarray,
-    link: np.ndarray, link_level: np.ndarray, level: int, width: int,
+    link: np.ndarray, link_level: np.ndarray, outer_from: np.ndarray, level: int, width: int,
 ) -> int:
     """Row of `blobs` (one level's records, with holes) whose outer contour has the largest contourArea.
 
@@ -248,8 +359,9 @@ def _largest_contour(
     total = np.empty(nb + nh, np.int64)
     for k in range(nb):
         total[k] = blobs[k, CELLS2]
-        if blobs[k, FIRST] % width != 0:
-            up[k] = slot[_background_root(link, link_level, _padded(blobs[k, FIRST] - 1, width), level)]
+        left = _padded(blobs[k, FIRST] - 1, width)
+        if blobs[k, FIRST] % width != 0 and outer_from[left] > level:  # else up in the border background
+            up[k] = slot[_background_root(link, link_level, left, level)]
     for h in range(nh):
         total[nb + h] = holes[h, HOLE_CELLS2]
         up[nb + h] = slot[_find(parent, _padded(holes[h, ANCHOR], width))]
@@ -284,6 +396,7 @@ def foreground_components(
     order: np.ndarray, xs: np.ndarray, ys: np.ndarray, counts: np.ndarray, height: int, width: int, largest_only: bool,
     gt: np.ndarray, limit: np.ndarray, keep: bool,
     holes: np.ndarray, hole_lo: np.ndarray, hole_hi: np.ndarray, link: np.ndarray, link_level: np.ndarray,
+    outer_from: np.ndarray,
 ):
     """Outer contours at every level u: 8-connected components of the last counts[u] pixels of `order`.
 
@@ -305,7 +418,8 @@ def foreground_components(
     slot = np.full(size, -1, np.int32)
     stale = np.zeros(size, np.bool_)
     cached = np.empty(size)
-    neighbours = np.array([-row - 1, -row, -row + 1, -1, 1, row - 1, row, row + 1])
+    inside = np.zeros(size, np.uint8)
+    ring = np.array([-row, -row + 1, 1, row + 1, row, row - 1, -1, -row - 1])
     alive = 0
     levels = len(counts)
     iou = np.full(levels, -1.0)
@@ -322,23 +436,17 @@ def foreground_components(
             added += 1
             k = len(order) - added
             p, x, y = order[k], xs[k], ys[k]
-            parent[p] = p
-            stats[p, X0] = x
-            stats[p, X1] = x
-            stats[p, Y0] = y
-            stats[p, Y1] = y
-            stats[p, CELLS2] = 0
-            stats[p, FIRST] = y * width + x
-            stats[p, SIZE] = 1
-            active[alive] = p
-            where[p] = alive
-            alive += 1
-            root = p
-            for step in neighbours:
-                q = p + step
-                if parent[q] < 0 or parent[q] == root:
+            mask = (inside[p - row] | inside[p - row + 1] << 1 | inside[p + 1] << 2 | inside[p + row + 1] << 3
+                    | inside[p + row] << 4 | inside[p + row - 1] << 5 | inside[p - 1] << 6 | inside[p - row - 1] << 7)
+            inside[p] = 1
+            root = -1
+            for i in range(4):
+                if JOINS8[mask, i] < 0:
+                    break
+                other = _find(parent, p + ring[JOINS8[mask, i]])
+                if root < 0:
+                    root = other
                     continue
-                other = _find(parent, q)
                 if other == root:
                     continue
                 if stats[other, SIZE] > stats[root, SIZE]:
@@ -355,11 +463,28 @@ def foreground_components(
                 active[where[other]] = last
                 where[last] = where[other]
                 alive -= 1
+            if root < 0:  # a new component
+                root = p
+                stats[p, X0] = x
+                stats[p, X1] = x
+                stats[p, Y0] = y
+                stats[p, Y1] = y
+                stats[p, CELLS2] = 0
+                stats[p, FIRST] = y * width + x
+                stats[p, SIZE] = 1
+                active[alive] = p
+                where[p] = alive
+                alive += 1
+            else:  # p joins its neighbours' component
+                stats[root, X0] = min(stats[root, X0], x)
+                stats[root, X1] = max(stats[root, X1], x)
+                stats[root, Y0] = min(stats[root, Y0], y)
+                stats[root, Y1] = max(stats[root, Y1], y)
+                stats[root, FIRST] = min(stats[root, FIRST], y * width + x)
+                stats[root, SIZE] += 1
+            parent[p] = root
             # the four cells with p as a corner: the 3rd corner in adds 1, the 4th another 1
-            n, w, e, s = parent[p - row] >= 0, parent[p - 1] >= 0, parent[p + 1] >= 0, parent[p + row] >= 0
-            nw, ne = parent[p - row - 1] >= 0, parent[p - row + 1] >= 0
-            sw, se = parent[p + row - 1] >= 0, parent[p + row + 1] >= 0
-            stats[root, CELLS2] += (n + w + nw >= 2) + (n + e + ne >= 2) + (s + w + sw >= 2) + (s + e + se >= 2)
+            stats[root, CELLS2] += CELLS8[mask]
             stale[root] = True
         box_lo[u] = kept
         if alive == 0:
@@ -414,7 +539,7 @@ def foreground_components(
                 level_blobs[k] = stats[roots[k]]
             chosen = _largest_contour(
                 level_blobs[:count], roots[:count], holes[hole_lo[u] : hole_hi[u]], parent, slot,
-                link, link_level, u, width,
+                link, link_level, outer_from, u, width,
             )
             if chosen == UNDECIDED:
                 status[u] = UNDECIDED

@@ -4,9 +4,9 @@ Maps are `<scoremaps>/<image_id>.npy`, 2-D, 224 x 224, any float dtype, values i
 normalized (they are thresholded relative to their maximum, as the reference evaluator does). GT
 boxes move into the 224 frame with truncation; masks with nearest neighbour (docs/protocols.md).
 The thresholds are the oracle-test sweep arange(0, 1, Δ). Work is spread over processes in chunks of
-images; each chunk returns integer counts, which add up exactly. Every map is loaded and checked before
-any scoring, and all bad ones are reported together (the first 20, and their count); nothing is
-written then. The JSON is written atomically.
+images; each chunk returns integer counts, which add up exactly. Every map is read once and checked
+before it is scored; if any is missing or invalid, all bad ones are reported together (the first 20,
+and their count) and nothing is written. The JSON is written atomically. Nothing here needs pandas.
 """
 
 from __future__ import annotations
@@ -62,46 +62,29 @@ def load_scoremap(scoremaps: Path, image_id: str) -> np.ndarray:
     return scoremap
 
 
-def _check_chunk(task: tuple[Path, list[str]]) -> list[str]:
-    """The problems of one chunk of maps, one line each (runs in a worker process)."""
-    scoremaps, image_ids = task
-    problems = []
-    for image_id in image_ids:
-        try:
-            load_scoremap(scoremaps, image_id)
-        except (ValueError, OSError) as error:
-            problems.append(str(error))
-    return problems
-
-
-def check_scoremaps(scoremaps: Path, image_ids: Sequence[str], workers: int = 1) -> None:
-    """Load and check every map before any scoring; ScoreMapError lists every bad one (first 20, and the count)."""
-    tasks = [(scoremaps, list(image_ids[k : k + CHUNK])) for k in range(0, len(image_ids), CHUNK)]
-    workers = max(1, min(workers, len(tasks)))
-    if workers > 1:
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
-            problems = [line for chunk in pool.map(_check_chunk, tasks) for line in chunk]
-    else:
-        problems = [line for task in tasks for line in _check_chunk(task)]
-    if problems:
-        raise ScoreMapError(problem_report(
-            f"{len(problems)} of {len(image_ids)} score maps in {scoremaps} are missing or invalid", problems))
-
-
-def _score_chunk(task: tuple) -> tuple[dict[str, np.ndarray], PerImage | None]:
-    """Counts of one chunk of images, and its per-image results when asked (runs in a worker process)."""
+def _score_chunk(task: tuple) -> tuple[dict[str, np.ndarray] | None, PerImage | None, list[str]]:
+    """(counts, per-image results when asked, []) of one chunk of images; (None, None, problems, one line
+    each) when some of its maps are missing or invalid. Runs in a worker process; each map is read once."""
     scoremaps, metric, thresholds, iou_thresholds, mask_root, items, labels, record = task
     protocol = get_protocol("wsolevaluation", crop_size=SIZE)
     ids = [image_id for image_id, _ in items]
-    maps = np.stack([load_scoremap(scoremaps, image_id) for image_id in ids])
+    loaded, problems = [], []
+    for image_id in ids:
+        try:
+            loaded.append(load_scoremap(scoremaps, image_id))
+        except (ValueError, OSError) as error:
+            problems.append(str(error))
+    if problems:
+        return None, None, problems
+    maps = np.stack(loaded)
     if metric == "pxap":
         acc: Any = MaskAccumulator(protocol, thresholds)
         label_maps = np.stack([mask_label_map(entry, mask_root, protocol.frame) for _, entry in items])
         acc.update_prepared(maps, label_maps, names=ids)
-        return acc.counts(), None
+        return acc.counts(), None, []
     acc = BoxAccumulator(protocol, thresholds, iou_thresholds, record_images=record)
     acc.update_prepared(maps, [gt for _, gt in items], labels, names=ids)
-    return acc.counts(), acc.per_image() if record else None
+    return acc.counts(), acc.per_image() if record else None, []
 
 
 def _items(metadata: Metadata, metric: str, mask_root: Path | None, where: Path) -> list[tuple[str, Any]]:
@@ -150,7 +133,6 @@ def score_saved_maps(
     metadata = read_metadata(metadata_dir)
     items = _items(metadata, metric, None if mask_root is None else Path(mask_root), metadata_dir)
     workers = workers or os.cpu_count() or 1
-    check_scoremaps(scoremaps, [image_id for image_id, _ in items], workers)
     tasks = [
         (
             scoremaps,
@@ -171,17 +153,21 @@ def score_saved_maps(
             chunks = list(pool.map(_score_chunk, tasks))
     else:
         chunks = [_score_chunk(task) for task in tasks]
+    problems = [line for _, _, lines in chunks for line in lines]
+    if problems:
+        raise ScoreMapError(problem_report(
+            f"{len(problems)} of {len(items)} score maps in {scoremaps} are missing or invalid", problems))
     protocol = get_protocol("wsolevaluation", crop_size=SIZE)
     acc: Any = (
         MaskAccumulator(protocol, thresholds)
         if metric == "pxap"
         else BoxAccumulator(protocol, thresholds, iou_thresholds)
     )
-    for counts, _ in chunks:
+    for counts, _, _ in chunks:
         for key, array in acc.counts().items():
             array += counts[key]
     if per_image_output is not None:
-        save_per_image(concat([part for _, part in chunks]), per_image_output)
+        save_per_image(concat([part for _, part, _ in chunks]), per_image_output)
     result = acc.result("oracle-test")
     record: dict[str, Any] = {"metric": metric}
     if metric == "pxap":
@@ -191,12 +177,11 @@ def score_saved_maps(
         taus = {str(d): result.thresholds[f"maxboxaccv2_iou{d}"] for d in iou_thresholds}
         record.update(value=result.metrics["maxboxaccv2"], per_iou=per_iou, thresholds=taus)
     else:  # V1: the reference stand-alone evaluator reports the δ = 50 entry
-        curves = result.curves[result.curves.curve == "boxacc"]
         per_iou, taus = {}, {}
-        for d in iou_thresholds:
-            curve = curves[curves.iou_threshold == d]
-            best = int(np.argmax(curve.value.to_numpy()))
-            per_iou[str(d)], taus[str(d)] = float(curve.value.iloc[best]), float(curve.threshold.iloc[best])
+        for k, d in enumerate(iou_thresholds):  # the boxacc curve of δ, as in result.curves
+            curve = 100 * acc.counts()["v1"][k] / len(items)
+            best = int(np.argmax(curve))
+            per_iou[str(d)], taus[str(d)] = float(curve[best]), float(thresholds[best])
         record.update(value=result.metrics["maxboxacc"], per_iou=per_iou, thresholds=taus)
     record.update(
         policy=result.policy,

@@ -1,13 +1,13 @@
 """Speed of the box metrics against the plain per-threshold reference, in one run, with identical numbers.
 
-Three map families, 224 x 224, prepared as the wsolevaluation protocol does (min-max normalized):
+Three map families, 224 x 224, normalized as the wsolevaluation protocol does (min-max normalized):
 - smooth: one or two Gaussian modes on a 14 x 14 CAM grid, bicubic-upsampled;
 - cluttered: realistic CAMs with rings (holes, blobs inside holes), sharp peaks and a noisy background;
 - noise: independent uniform noise per pixel (thousands of blobs and holes per level).
 For each family and each Δ (0.01, 0.001), with MaxBoxAccV2 (V2, all contours) and MaxBoxAcc (V1):
 - the plain reference (tests/reference_metrics.py: every threshold traced with findContours, one at a
   time) on the first --reference-maps maps (it is slow; its rate is per map);
-- the engine in this process (BoxAccumulator.update_prepared: V1 and V2 from one pass per map);
+- the engine in this process (BoxAccumulator.update_normalized: V1 and V2 from one pass per map);
 - `bench.py score` as a whole new process over all maps (start-up, imports, loading the .npy files,
   --workers processes), once per version.
 It checks that the engine's counts equal the reference's on the reference maps at every τ and δ, and
@@ -78,7 +78,7 @@ def cluttered_raw(rng: np.random.Generator) -> np.ndarray:
 
 
 def family(name: str, count: int, seed: int = 0) -> tuple[np.ndarray, list[np.ndarray]]:
-    """`count` prepared maps (float32 values, as saved) and one GT box each, near the main mode or off."""
+    """`count` normalized maps (float32 values, as saved) and one GT box each, near the main mode or off."""
     rng = np.random.default_rng(seed)
     protocol = get_protocol("wsolevaluation")
     if name == "noise":
@@ -196,9 +196,9 @@ def main() -> None:
                 protocol = get_protocol("wsolevaluation")
                 acc = BoxAccumulator(protocol, thresholds, DELTAS)
                 with Clock() as engine:
-                    acc.update_prepared(maps, boxes, np.zeros(len(maps), np.int64))
+                    acc.update_normalized(maps, boxes, np.zeros(len(maps), np.int64))
                 subset = BoxAccumulator(protocol, thresholds, DELTAS)
-                subset.update_prepared(maps[:n_ref], boxes[:n_ref], np.zeros(n_ref, np.int64))
+                subset.update_normalized(maps[:n_ref], boxes[:n_ref], np.zeros(n_ref, np.int64))
                 n = len(maps)
                 for version, key, multi, metric in VERSIONS:
                     with Clock() as ref:

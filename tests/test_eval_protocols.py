@@ -68,7 +68,7 @@ def test_fixed_threshold_protocols_on_a_known_map(name, dataset, expected):
     official = official_evaluator(name, dataset)
     protocol = get_protocol(name, crop_size=10, resize_size=10)
     acc = BoxAccumulator(protocol, np.arange(0, 1, official.cam_curve_interval))
-    acc.update_prepared(ring_map()[None], [np.array([[1, 1, 6, 6]])], [0], np.array([[2.0, 1.0]]))
+    acc.update_normalized(ring_map()[None], [np.array([[1, 1, 6, 6]])], [0], np.array([[2.0, 1.0]]))
     result = acc.result("fixed", list(official.thresholds))
     assert set(result.thresholds.values()) == set(official.thresholds)
     for key, value in expected.items():
@@ -86,7 +86,7 @@ def test_scm_reads_box_metrics_from_the_top1_class_map():
 
     def run(name):
         acc = BoxAccumulator(get_protocol(name, crop_size=10), [0.5])
-        acc.update_prepared(gt_map, boxes, labels, logits, top1_prepared=top1)
+        acc.update_normalized(gt_map, boxes, labels, logits, top1_normalized=top1)
         return acc.result().metrics
 
     scm, wsol = run("scm"), run("wsolevaluation")
@@ -96,8 +96,8 @@ def test_scm_reads_box_metrics_from_the_top1_class_map():
     assert scm["top1_loc"] == wsol["top1_loc"] == 50.0 and scm["top5_loc"] == wsol["top5_loc"] == 100.0
     acc = BoxAccumulator(get_protocol("scm", crop_size=10), [0.5])
     with pytest.raises(ValueError, match="top-1 predicted class"):
-        acc.update_prepared(gt_map, boxes, labels, logits)
-    acc.update_prepared(gt_map, boxes, labels)  # no logits, no prediction: the given maps are scored
+        acc.update_normalized(gt_map, boxes, labels, logits)
+    acc.update_normalized(gt_map, boxes, labels)  # no logits, no prediction: the given maps are scored
     assert acc.result().metrics["gt_known_loc"] == 100.0
 
 
@@ -240,7 +240,7 @@ def test_only_wsolevaluation_scores_every_contour():
     results = {}
     for name in ("wsolevaluation", "ts_cam", "scm"):
         acc = BoxAccumulator(get_protocol(name, crop_size=10), [0, 0.3, 0.6, 0.9])
-        acc.update_prepared(b, [np.array([[7, 7, 8, 8]])], [0])
+        acc.update_normalized(b, [np.array([[7, 7, 8, 8]])], [0])
         results[name] = acc.result().metrics["maxboxaccv2_iou30"]
     assert results == {"wsolevaluation": 100.0, "ts_cam": 0.0, "scm": 0.0}
 

@@ -27,7 +27,7 @@ def c15_maps() -> tuple[np.ndarray, list]:
 def test_c15_counts_and_maxboxacc():
     maps, gts = c15_maps()
     acc = BoxAccumulator(get_protocol("wsolevaluation"), TAUS)
-    acc.update_prepared(maps, gts, [0, 0])
+    acc.update_normalized(maps, gts, [0, 0])
     counts = acc.counts()
     np.testing.assert_array_equal(counts["v1"], [[1, 1, 1, 1], [1, 1, 1, 1], [1, 1, 0, 0]])
     np.testing.assert_array_equal(counts["v2"], [[2, 2, 2, 1], [1, 1, 1, 1], [1, 1, 0, 0]])
@@ -48,9 +48,9 @@ def test_c15_counts_and_maxboxacc():
 def test_curves_are_those_of_the_counts_when_result_was_taken():
     maps, gts = c15_maps()
     acc = BoxAccumulator(get_protocol("wsolevaluation"), TAUS)
-    acc.update_prepared(maps, gts, [0, 0])
+    acc.update_normalized(maps, gts, [0, 0])
     res = acc.result()
-    acc.update_prepared(maps[:1], gts[:1], [0])  # after result(), before its curves are first read
+    acc.update_normalized(maps[:1], gts[:1], [0])  # after result(), before its curves are first read
     boxacc = res.curves[res.curves.curve == "boxacc"]
     assert list(boxacc[boxacc.iou_threshold == 70].value) == [50.0, 50.0, 0.0, 0.0]
     assert res.curves is res.curves
@@ -60,7 +60,7 @@ def test_c16_max_over_gt_boxes():
     m = np.zeros((1, 10, 10))
     m[0, 5:9, 5:9] = 1.0
     acc = BoxAccumulator(get_protocol("wsolevaluation"), [0.5])
-    acc.update_prepared(m, [np.array([[0, 0, 2, 2], [5, 5, 9, 9]])], [0])
+    acc.update_normalized(m, [np.array([[0, 0, 2, 2], [5, 5, 9, 9]])], [0])
     assert acc.result().metrics["maxboxaccv2"] == 100.0
 
 
@@ -74,7 +74,7 @@ def test_topk_loc_and_strict_rule():
     results = {}
     for name in ("wsolevaluation", "ts_cam"):
         acc = BoxAccumulator(get_protocol(name), [0.5], iou_thresholds=(50,))
-        acc.update_prepared(m, gt, torch.tensor([1]), logits)
+        acc.update_normalized(m, gt, torch.tensor([1]), logits)
         results[name] = acc.result().metrics
     assert (
         results["wsolevaluation"]["gt_known_loc"] == 100.0 and results["wsolevaluation"]["top1_loc"] == 100.0
@@ -82,7 +82,7 @@ def test_topk_loc_and_strict_rule():
     assert results["ts_cam"]["gt_known_loc"] == 100.0  # GT-known keeps ≥
     assert results["ts_cam"]["top1_loc"] == 0.0 and results["ts_cam"]["top5_loc"] == 0.0  # strict > 0.5
     acc = BoxAccumulator(get_protocol("wsolevaluation"), [0.5])
-    acc.update_prepared(np.concatenate([m, m]), gt * 2, [1, 5], torch.cat([logits, logits]))
+    acc.update_normalized(np.concatenate([m, m]), gt * 2, [1, 5], torch.cat([logits, logits]))
     metrics = acc.result().metrics
     assert (metrics["top1_cls"], metrics["top5_cls"], metrics["top1_loc"], metrics["top5_loc"]) == (
         50,
@@ -103,20 +103,20 @@ def test_sat_rule_single_threshold():
     gts = [np.array([[2, 2, 7, 7]]), np.array([[3, 3, 6, 6]])]
     logits = np.array([[0.0, 1.0], [1.0, 0.0]])
     acc = BoxAccumulator(get_protocol("sat"), [0.3, 0.6])
-    acc.update_prepared(np.stack([a, b]), gts, [0, 0], logits)
+    acc.update_normalized(np.stack([a, b]), gts, [0, 0], logits)
     res = acc.result()
     assert set(res.thresholds.values()) == {0.6}
     assert res.metrics["gt_known_loc"] == 50.0 and res.metrics["top1_loc"] == 50.0
     assert "code-MaxBoxAccV2" in res.rule
     per_metric = BoxAccumulator(get_protocol("wsolevaluation"), [0.3, 0.6])
-    per_metric.update_prepared(np.stack([a, b]), gts, [0, 0], logits)
+    per_metric.update_normalized(np.stack([a, b]), gts, [0, 0], logits)
     assert per_metric.result().thresholds["gt_known_loc"] == 0.3  # first of the tied τ
 
 
 def test_fixed_policies_and_val_handover():
     maps, gts = c15_maps()
     acc = BoxAccumulator(get_protocol("wsolevaluation"), TAUS)
-    acc.update_prepared(maps, gts, [0, 0])
+    acc.update_normalized(maps, gts, [0, 0])
     fixed = acc.result("fixed", 0.9)
     assert fixed.metrics["maxboxaccv2_iou30"] == 50.0 and set(fixed.thresholds.values()) == {0.9}
     assert acc.result("fixed", [0.6, 0.9]).metrics["maxboxaccv2_iou30"] == 100.0
@@ -166,14 +166,14 @@ def test_shards_sum_to_one_pass():
 def test_mixed_logits_and_bad_boxes_raise():
     acc = BoxAccumulator(get_protocol("wsolevaluation"), [0.5])
     m = np.zeros((1, 8, 8))
-    acc.update_prepared(m, [np.array([[0, 0, 3, 3]])], [0], np.zeros((1, 2)))
-    acc.update_prepared(m, [np.array([[0, 0, 3, 3]])], [0])
+    acc.update_normalized(m, [np.array([[0, 0, 3, 3]])], [0], np.zeros((1, 2)))
+    acc.update_normalized(m, [np.array([[0, 0, 3, 3]])], [0])
     with pytest.raises(ValueError, match="logits were given for 1 of 2"):
         acc.result()
     with pytest.raises(RuntimeError, match="img7: GT box"):
-        acc.update_prepared(m, [np.array([[3, 0, 1, 3]])], [0], names=["img7"])
+        acc.update_normalized(m, [np.array([[3, 0, 1, 3]])], [0], names=["img7"])
     with pytest.raises(ValueError, match="no GT box"):
-        acc.update_prepared(m, [np.zeros((0, 4))], [0])
+        acc.update_normalized(m, [np.zeros((0, 4))], [0])
     with pytest.raises(ValueError, match="in \\[0, 1\\)"):
         BoxAccumulator(get_protocol("wsolevaluation"), [0.5, 1.0])
 
@@ -194,6 +194,6 @@ def test_update_prepares_raw_maps():
     acc = BoxAccumulator(protocol, [0.5])
     acc.update(raw, [torch.tensor([[4, 4, 11, 11]])], torch.tensor([0]))
     direct = BoxAccumulator(protocol, [0.5])
-    direct.update_prepared(normalize_maps(protocol, raw), [np.array([[4, 4, 11, 11]])], [0])
+    direct.update_normalized(normalize_maps(protocol, raw), [np.array([[4, 4, 11, 11]])], [0])
     for key, array in direct.counts().items():
         np.testing.assert_array_equal(acc.counts()[key], array)

@@ -19,7 +19,7 @@ VAL = ROOT / "datasets" / "wsolevaluation" / "metadata" / "OpenImages" / "val"
 
 def pxap(scores, labels, interval: float = 0.01) -> float:
     acc = MaskAccumulator(get_protocol("wsolevaluation"), threshold_list(interval))
-    acc.update_prepared(
+    acc.update_normalized(
         np.asarray(scores, float).reshape(1, 1, -1), np.asarray(labels, np.uint8).reshape(1, 1, -1)
     )
     return acc.result().metrics["pxap"]
@@ -47,7 +47,7 @@ def test_pxap_cases(case, scores, labels, interval, expected):
 
 def test_pr_curve_and_errors():
     acc = MaskAccumulator(get_protocol("wsolevaluation"), threshold_list(0.01))
-    acc.update_prepared(np.array([[[0.9, 0.6, 0.4, 0.1]]]), np.array([[[1, 0, 1, 0]]], np.uint8))
+    acc.update_normalized(np.array([[[0.9, 0.6, 0.4, 0.1]]]), np.array([[[1, 0, 1, 0]]], np.uint8))
     res = acc.result()
     curve = res.curves
     assert set(curve.curve) == {"pxprec_pxrec"} and len(curve) == 102
@@ -63,9 +63,9 @@ def test_shards_sum_to_one_pass():
     scores, labels = rng.random((4, 8, 8)), rng.choice(np.array([0, 1, 255], np.uint8), (4, 8, 8))
     protocol, thresholds = get_protocol("wsolevaluation"), threshold_list(0.01)
     whole, a, b = (MaskAccumulator(protocol, thresholds) for _ in range(3))
-    whole.update_prepared(scores, labels)
-    a.update_prepared(scores[:1], labels[:1])
-    b.update_prepared(scores[1:], labels[1:])
+    whole.update_normalized(scores, labels)
+    a.update_normalized(scores[:1], labels[:1])
+    b.update_normalized(scores[1:], labels[1:])
     a.merge(b)
     assert a.result().metrics == whole.result().metrics
     assert whole.result().metrics["pxap"] == pytest.approx(
@@ -87,7 +87,7 @@ FULL = "val/0by6g/b4d953e7105da1d8.jpg"
 
 def mask_pxap(labels: np.ndarray, scores: np.ndarray) -> float:
     acc = MaskAccumulator(get_protocol("wsolevaluation"), threshold_list(0.01))
-    acc.update_prepared(scores[None], labels[None])
+    acc.update_normalized(scores[None], labels[None])
     return acc.result().metrics["pxap"]
 
 

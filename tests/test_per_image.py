@@ -50,7 +50,7 @@ def test_recorded_images_give_back_every_metric(protocol_name):
     acc = BoxAccumulator(protocol, thresholds, record_images=True)
     for start in (0, 9):
         maps, gts, labels, logits = random_batch(rng, 9)
-        acc.update_prepared(maps, gts, labels, logits, names=[f"img{start + i}" for i in range(9)])
+        acc.update_normalized(maps, gts, labels, logits, names=[f"img{start + i}" for i in range(9)])
     recorded = acc.per_image()
     assert recorded.image_ids.tolist() == [f"img{i}" for i in range(18)]
     assert recorded.protocol == protocol_name and recorded.strict_topk == protocol.strict_topk
@@ -65,7 +65,7 @@ def test_round_trip_and_no_logits(tmp_path):
     rng = np.random.default_rng(0)
     acc = BoxAccumulator(get_protocol("wsolevaluation", crop_size=16), threshold_list(0.1), record_images=True)
     maps, gts, labels, logits = random_batch(rng, 5, classes=3)
-    acc.update_prepared(maps, gts, labels, logits, names=list("abcde"))
+    acc.update_normalized(maps, gts, labels, logits, names=list("abcde"))
     recorded = acc.per_image()
     assert (recorded.top5[:, 3:] == per_image.NO_CLASS).all()  # 3 classes: two empty top-5 slots
     path = per_image.save(recorded, tmp_path / "per_image.npz")
@@ -77,7 +77,7 @@ def test_round_trip_and_no_logits(tmp_path):
         (recorded.iou_thresholds, recorded.protocol, recorded.strict_topk, recorded.selection)
     assert not list(tmp_path.glob(".*tmp"))
     unclassified = BoxAccumulator(get_protocol("wsolevaluation", crop_size=16), [0.5], record_images=True)
-    unclassified.update_prepared(maps, gts, labels)
+    unclassified.update_normalized(maps, gts, labels)
     assert not unclassified.per_image().classified
     assert "top1_cls" not in point_values(Scored(unclassified.per_image()))
 

@@ -125,8 +125,8 @@ def accumulate(
             logits = flat.softmax(-1).view(len(labels), views.shape[1], -1).mean(1)
         top1_maps = top1_class_maps(model, images, labels, logits, maps) if protocol.box_map == "top1_class" else None
         top1 = None if top1_maps is None else normalize_maps(protocol, top1_maps)
-        accumulator.update_prepared(normalize_maps(protocol, maps), batch["boxes"], labels.cpu(),
-                                    logits.float().cpu(), names=batch["image_id"], top1_prepared=top1)
+        accumulator.update_normalized(normalize_maps(protocol, maps), batch["boxes"], labels.cpu(),
+                                    logits.float().cpu(), names=batch["image_id"], top1_normalized=top1)
     model.train(was_training)
     accumulator.reduce(lambda counts: all_reduce_sum_(counts, info))
     return accumulator

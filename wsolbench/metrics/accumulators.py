@@ -181,30 +181,30 @@ class BoxAccumulator(_Counts):
     def update(
         self, maps: Any, gt_boxes: Sequence[Any], labels: Any, logits: Any = None, top1_maps: Any = None
     ) -> None:
-        """Add a batch of RAW method maps (B, h, w); they are prepared as the protocol says (maps.py).
+        """Add a batch of RAW method maps (B, h, w); they are normalized as the protocol says (maps.py).
 
         `top1_maps`: the raw maps of each image's top-1 predicted class, needed (with logits) when the
         protocol reads its box metrics from them (box_map 'top1_class'); only images whose
         prediction is wrong use them, since elsewhere they equal `maps`.
         """
         top1 = None if top1_maps is None else normalize_maps(self.protocol, top1_maps)
-        self.update_prepared(normalize_maps(self.protocol, maps), gt_boxes, labels, logits, top1_prepared=top1)
+        self.update_normalized(normalize_maps(self.protocol, maps), gt_boxes, labels, logits, top1_normalized=top1)
 
-    def update_prepared(
+    def update_normalized(
         self,
-        prepared: np.ndarray,
+        normalized: np.ndarray,
         gt_boxes: Sequence[Any],
         labels: Any,
         logits: Any = None,
         names: Sequence[str] | None = None,
-        top1_prepared: np.ndarray | None = None,
+        top1_normalized: np.ndarray | None = None,
     ) -> None:
         """Add a batch of maps already in the frame and in [0, 1] (B, S, S); `names` label errors.
 
-        `top1_prepared`: the prepared maps of the top-1 predicted classes (see `update`).
+        `top1_normalized`: the normalized maps of the top-1 predicted classes (see `update`).
         """
         labels = as_numpy(labels).astype(np.int64).reshape(-1)
-        batch = len(prepared)
+        batch = len(normalized)
         names = list(names) if names is not None else [f"batch image {i}" for i in range(batch)]
         if not len(gt_boxes) == len(labels) == batch:
             raise ValueError(
@@ -219,7 +219,7 @@ class BoxAccumulator(_Counts):
             top1 = order[:, 0] == labels
             top5 = (order[:, :5] == labels[:, None]).any(1)
         by_prediction = self.protocol.box_map == "top1_class" and top1 is not None
-        if by_prediction and (top1_prepared is None or len(top1_prepared) != batch):
+        if by_prediction and (top1_normalized is None or len(top1_normalized) != batch):
             raise ValueError(
                 f"the {self.protocol.name} protocol reads box metrics from the top-1 predicted class's map: "
                 f"give top1 maps for all {batch} images along with the logits"
@@ -233,11 +233,11 @@ class BoxAccumulator(_Counts):
             boxes = check_boxes(as_numpy(gt_boxes[i]), f"{names[i]}: GT box")
             if len(boxes) == 0:
                 raise BadFileError(f"{names[i]}: no GT box")
-            iou_v1[i], iou_v2[i] = sweep_ious(self.protocol, prepared[i], self.thresholds, boxes)
+            iou_v1[i], iou_v2[i] = sweep_ious(self.protocol, normalized[i], self.thresholds, boxes)
             if by_prediction:
                 box_v1[i], box_v2[i] = (
                     (iou_v1[i], iou_v2[i]) if top1[i]
-                    else sweep_ious(self.protocol, top1_prepared[i], self.thresholds, boxes)
+                    else sweep_ious(self.protocol, top1_normalized[i], self.thresholds, boxes)
                 )
         if not self.protocol.multi_contour:
             box_v2 = box_v1
@@ -360,22 +360,22 @@ class MaskAccumulator(_Counts):
 
     def update(self, maps: Any, label_maps: Any) -> None:
         """Add RAW maps (B, h, w) with label maps (B, S, S) uint8: 1 foreground, 0 background, 255 ignore."""
-        self.update_prepared(normalize_maps(self.protocol, maps), label_maps)
+        self.update_normalized(normalize_maps(self.protocol, maps), label_maps)
 
-    def update_prepared(
-        self, prepared: np.ndarray, label_maps: Any, names: Sequence[str] | None = None
+    def update_normalized(
+        self, normalized: np.ndarray, label_maps: Any, names: Sequence[str] | None = None
     ) -> None:
         """Add maps already in the frame and in [0, 1] (B, S, S); `names` label errors."""
         label_maps = as_numpy(label_maps)
-        if label_maps.shape != prepared.shape:
-            raise ValueError(f"label maps have shape {label_maps.shape}, maps {prepared.shape}")
-        names = list(names) if names is not None else [f"batch image {i}" for i in range(len(prepared))]
-        for scores, labels, name in zip(prepared, label_maps, names, strict=True):
+        if label_maps.shape != normalized.shape:
+            raise ValueError(f"label maps have shape {label_maps.shape}, maps {normalized.shape}")
+        names = list(names) if names is not None else [f"batch image {i}" for i in range(len(normalized))]
+        for scores, labels, name in zip(normalized, label_maps, names, strict=True):
             check_label_map(labels, name)
             positive, negative = pixel_histograms(scores, labels, self._edges)
             self._counts["positive"] += positive
             self._counts["negative"] += negative
-        self._counts["images"] += len(prepared)
+        self._counts["images"] += len(normalized)
 
     def result(self, policy: str = "oracle-test") -> MetricResult:
         """PxAP in percent (no τ is chosen: it integrates over all of them) and the pixel PR curve."""

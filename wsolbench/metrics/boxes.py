@@ -1,6 +1,6 @@
 """Box extraction over a threshold sweep, and the inclusive "+1" IoU (docs/metrics.md, docs/protocols.md).
 
-The hot path: for one prepared map and T thresholds, the distinct binary images (uint8 protocols:
+The hot path: for one normalized map and T thresholds, the distinct binary images (uint8 protocols:
 ≤ 256 integer levels; float protocols: one per distinct map value passed) are never built one by
 one. Two union-find passes over the pixels sorted by value (component_trees) give every level's
 8-connected foreground components (outer contours) and 4-connected holes (hole contours) with their
@@ -58,22 +58,22 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
 
 
-def quantize(prepared: np.ndarray) -> np.ndarray:
+def quantize(normalized: np.ndarray) -> np.ndarray:
     """uint8 floor(255·s), truncating as numpy's astype does (docs/metrics.md)."""
-    return (prepared * 255).astype(np.uint8)
+    return (normalized * 255).astype(np.uint8)
 
 
-def _levels(protocol: EvalProtocol, prepared: np.ndarray, thresholds: np.ndarray):
+def _levels(protocol: EvalProtocol, normalized: np.ndarray, thresholds: np.ndarray):
     """(source, cuts (U,), inverse (T,)): the foreground at threshold k is source > cuts[inverse[k]]."""
     if protocol.binarize == "uint8":
-        q = quantize(prepared)
+        q = quantize(normalized)
         cuts, inverse = np.unique((thresholds * q.max()).astype(np.int64), return_inverse=True)
         return q, cuts, inverse
-    thresholds = thresholds.astype(prepared.dtype)  # τ compared in the map's own float type
-    values = np.unique(prepared)
+    thresholds = thresholds.astype(normalized.dtype)  # τ compared in the map's own float type
+    values = np.unique(normalized)
     keys = np.searchsorted(values, thresholds, side="right")  # thresholds with equal keys cut alike
     _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
-    return prepared, thresholds[first], inverse
+    return normalized, thresholds[first], inverse
 
 
 def _contour_level(binary: np.ndarray) -> tuple[int, int, int, int]:
@@ -121,10 +121,10 @@ class _Sweep(NamedTuple):
 
 
 def _sweep(
-    protocol: EvalProtocol, prepared: np.ndarray, thresholds: np.ndarray, gt_boxes: np.ndarray, keep_boxes: bool
+    protocol: EvalProtocol, normalized: np.ndarray, thresholds: np.ndarray, gt_boxes: np.ndarray, keep_boxes: bool
 ) -> _Sweep:
     """All levels of one map from one pass of each component tree; V2 IoUs are taken on the way."""
-    source, cuts, inverse = _levels(protocol, prepared, thresholds)
+    source, cuts, inverse = _levels(protocol, normalized, thresholds)
     height, width = source.shape
     limit = np.array([width - 1, height - 1] if protocol.clip else [np.iinfo(np.int64).max] * 2)
     order, xs, ys, at_most = _pixel_order(source, cuts)
@@ -162,8 +162,8 @@ def _sweep(
     return _Sweep(v1_boxes, iou_v2, inverse, boxes)
 
 
-def sweep_boxes(protocol: EvalProtocol, prepared: np.ndarray, thresholds: np.ndarray):
-    """Boxes of one prepared (H, W) map at every threshold.
+def sweep_boxes(protocol: EvalProtocol, normalized: np.ndarray, thresholds: np.ndarray):
+    """Boxes of one normalized (H, W) map at every threshold.
 
     Returns (boxes (M, 4) int64, starts (U,), v1 (U,), inverse (T,)): level u owns
     boxes[starts[u]:starts[u+1]] (V2: all contours), boxes[v1[u]] is its V1 box, and threshold k uses
@@ -171,7 +171,7 @@ def sweep_boxes(protocol: EvalProtocol, prepared: np.ndarray, thresholds: np.nda
     (W − 1, H − 1) if the protocol clips; an empty foreground gives the protocol's empty box.
     Builds every box of every level: for scoring, sweep_ious takes the IoUs without keeping them.
     """
-    swept = _sweep(protocol, prepared, thresholds, np.zeros((1, 4), np.int64), keep_boxes=True)
+    swept = _sweep(protocol, normalized, thresholds, np.zeros((1, 4), np.int64), keep_boxes=True)
     counts = np.array([len(b) for b in swept.boxes], dtype=np.int64)
     starts = np.zeros(len(counts), dtype=np.int64)
     np.cumsum(counts[:-1], out=starts[1:])
@@ -181,9 +181,9 @@ def sweep_boxes(protocol: EvalProtocol, prepared: np.ndarray, thresholds: np.nda
 
 
 def sweep_ious(
-    protocol: EvalProtocol, prepared: np.ndarray, thresholds: np.ndarray, gt_boxes: np.ndarray
+    protocol: EvalProtocol, normalized: np.ndarray, thresholds: np.ndarray, gt_boxes: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(IoU_V1 (T,), IoU_V2 (T,)) of one prepared map vs its GT boxes (max over GT, and contours for V2)."""
+    """(IoU_V1 (T,), IoU_V2 (T,)) of one normalized map vs its GT boxes (max over GT, and contours for V2)."""
     gt_boxes = check_boxes(gt_boxes, "GT boxes")
-    swept = _sweep(protocol, prepared, thresholds, gt_boxes, keep_boxes=False)
+    swept = _sweep(protocol, normalized, thresholds, gt_boxes, keep_boxes=False)
     return box_iou(swept.v1_boxes, gt_boxes).max(1)[swept.inverse], swept.iou_v2[swept.inverse]

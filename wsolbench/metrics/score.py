@@ -80,10 +80,10 @@ def _score_chunk(task: tuple) -> tuple[dict[str, np.ndarray] | None, PerImage | 
     if metric == "pxap":
         acc: Any = MaskAccumulator(protocol, thresholds)
         label_maps = np.stack([mask_label_map(entry, mask_root, protocol.frame) for _, entry in items])
-        acc.update_prepared(maps, label_maps, names=ids)
+        acc.update_normalized(maps, label_maps, names=ids)
         return acc.counts(), None, []
     acc = BoxAccumulator(protocol, thresholds, iou_thresholds, record_images=record)
-    acc.update_prepared(maps, [gt for _, gt in items], labels, names=ids)
+    acc.update_normalized(maps, [gt for _, gt in items], labels, names=ids)
     return acc.counts(), acc.per_image() if record else None, []
 
 

@@ -44,8 +44,8 @@ def maps_to_boxes(
         raise BadValueError(f"threshold must lie in [0, 1), got {threshold}")
     tau = np.array([float(threshold)])
     out = []
-    for prepared in normalize_maps(protocol, maps):
-        boxes, starts, v1, inverse = sweep_boxes(protocol, prepared, tau)
+    for normalized in normalize_maps(protocol, maps):
+        boxes, starts, v1, inverse = sweep_boxes(protocol, normalized, tau)
         level = int(inverse[0])
         if all_boxes:
             end = starts[level + 1] if level + 1 < len(starts) else len(boxes)

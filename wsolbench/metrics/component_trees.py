@@ -78,6 +78,13 @@ def _find(parent: np.ndarray, p: int) -> int:
 
 
 @njit(cache=True)
+def _neighbour_mask(inside: np.ndarray, p: int, row: int) -> int:
+    """Bit k set when the k-th neighbour of padded pixel `p` (`ring` order: N, NE, E, SE, S, SW, W, NW) is added."""
+    return (inside[p - row] | inside[p - row + 1] << 1 | inside[p + 1] << 2 | inside[p + row + 1] << 3
+            | inside[p + row] << 4 | inside[p + row - 1] << 5 | inside[p - 1] << 6 | inside[p - row - 1] << 7)
+
+
+@njit(cache=True)
 def _grow(records: np.ndarray, used: int, extra: int) -> np.ndarray:
     if used + extra <= len(records):
         return records
@@ -216,8 +223,7 @@ def hole_components(
         while added < counts[u]:
             p, x, y = order[added], xs[added], ys[added]
             added += 1
-            mask = (inside[p - row] | inside[p - row + 1] << 1 | inside[p + 1] << 2 | inside[p + row + 1] << 3
-                    | inside[p + row] << 4 | inside[p + row - 1] << 5 | inside[p - 1] << 6 | inside[p - row - 1] << 7)
+            mask = _neighbour_mask(inside, p, row)
             inside[p] = 1
             root = -1
             for i in range(4):
@@ -436,8 +442,7 @@ def foreground_components(
             added += 1
             k = len(order) - added
             p, x, y = order[k], xs[k], ys[k]
-            mask = (inside[p - row] | inside[p - row + 1] << 1 | inside[p + 1] << 2 | inside[p + row + 1] << 3
-                    | inside[p + row] << 4 | inside[p + row - 1] << 5 | inside[p - 1] << 6 | inside[p - row - 1] << 7)
+            mask = _neighbour_mask(inside, p, row)
             inside[p] = 1
             root = -1
             for i in range(4):

@@ -100,7 +100,6 @@ DATASETS: Registry[Any] = Registry("dataset", "wsolbench.datasets", "wsolbench.d
 REPORTS: Registry[Any] = Registry("report", "wsolbench.reports", None)
 
 
-
 def method_display_names() -> dict[str, str]:
     """Every registered method → its class's `display_name` (the registered name when it declares none)."""
     return {name: getattr(METHODS.get(name), "display_name", "") or name for name in METHODS.names()}

@@ -41,14 +41,7 @@ from wsolbench.contracts.method import (
     read_state_dict,
 )
 from wsolbench.registry import register_method
-
-# torchvision weight enums of the files wsolevaluation loads.
-_TORCHVISION_WEIGHTS = {
-    "resnet18": "ResNet18_Weights",
-    "resnet50": "ResNet50_Weights",
-    "vgg16": "VGG16_Weights",
-    "inception_v3": "Inception_V3_Weights",
-}
+from wsolbench.weights import published_file, published_weights
 
 
 @register_method("cam")
@@ -168,18 +161,17 @@ class CAM(WSOLMethod):
     # ------------------------------------------------------------------ ImageNet weights
 
     def load_pretrained(self, pretrained: bool | str) -> None:
-        """Load torchvision ImageNet weights: `True` → the published file (downloads), a path → that file.
+        """Load torchvision ImageNet weights: `True` → torchvision's IMAGENET1K_V1 file, the file wsolevaluation
+        loads (from the torch hub cache, downloaded when missing; WeightsError within seconds when it cannot
+        be had), a path → that file.
 
         Classifier keys wsolevaluation drops are removed (`adapt_torchvision`); every other key must fit,
         and only this model's new head may be left missing, else CheckpointError lists the keys.
         """
         if pretrained is True:
-            weights = getattr(torchvision.models, _TORCHVISION_WEIGHTS[self.backbone_name]).IMAGENET1K_V1
-            source: str = weights.url
-            state_dict = weights.get_state_dict(progress=True)
-        else:
-            source = str(pretrained)
-            state_dict, _ = read_state_dict(pretrained)
+            pretrained = published_file(published_weights(self.weights_hub, self.backbone_name), self.name)
+        source = str(pretrained)
+        state_dict, _ = read_state_dict(pretrained)
         state_dict = self.adapt_torchvision(state_dict)
         check_keys(
             self.state_dict(),

@@ -88,6 +88,18 @@ def test_cached_hub_weights_are_used_offline(empty_caches):
     torch.testing.assert_close(cam.layer1[0].conv1.weight, resnet.layer1[0].conv1.weight, atol=0, rtol=0)
 
 
+def test_create_method_cam_pretrained_true_uses_the_same_cache_and_error(empty_caches):
+    """The Python API resolves torchvision weights as the CLI does: the torch hub cache, and offline a
+    WeightsError naming the file instead of a download."""
+    with pytest.raises(WeightsError, match=r"--set method.pretrained=/path/to/resnet18-f37072fd.pth"):
+        create_method("cam", num_classes=10, backbone="resnet18", pretrained=True)
+    resnet = torchvision.models.resnet18(weights=None)
+    (empty_caches / "torch" / "hub" / "checkpoints").mkdir(parents=True)
+    torch.save(resnet.state_dict(), empty_caches / "torch" / "hub" / "checkpoints" / "resnet18-f37072fd.pth")
+    cam = create_method("cam", num_classes=10, backbone="resnet18", pretrained=True)
+    torch.testing.assert_close(cam.layer1[0].conv1.weight, resnet.layer1[0].conv1.weight, atol=0, rtol=0)
+
+
 def _cache_timm_file(empty_caches, state) -> None:
     snapshot = empty_caches / "hf" / "models--timm--deit_tiny_patch16_224.fb_in1k"
     (snapshot / "refs").mkdir(parents=True)

@@ -495,13 +495,6 @@ def decay_intervals(train: TrainConfig) -> list[int]:
     return list(every) if isinstance(every, list) else ([every] if every else [])
 
 
-def get_key(config: Any, dotted: str) -> Any:
-    value = config
-    for part in dotted.split("."):
-        value = getattr(value, part)
-    return value
-
-
 def to_dict(config: ExperimentConfig) -> dict[str, Any]:
     """Plain nested dicts, lists and scalars, in the models' field order (what `config.yaml` holds)."""
     return config.model_dump()
@@ -544,16 +537,20 @@ def resolve_saved(
     `key: saved → now` line per value that `base` or the user's layers changed.
     """
     config = from_dict(saved, f"{source}: ")
-    before = _flatten(to_dict(config))
+    before = to_dict(config)
     merge(config, base or {}, "protocol defaults: ")
     merge(config, user or {}, f"{user_source}: " if user_source else "")
     for layer_source, layer in _override_layers(overrides):
         merge(config, layer, layer_source)
     validate(config)
-    after = _flatten(to_dict(config))
-    changes = [f"{key}: {before.get(key)!r} → {after.get(key)!r}"
-               for key in sorted(set(before) | set(after)) if before.get(key) != after.get(key)]
-    return config, changes
+    return config, config_changes(before, to_dict(config))
+
+
+def config_changes(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
+    """One `section.key: before → after` line per dotted key whose value differs, sorted by key."""
+    before, after = _flatten(before), _flatten(after)
+    return [f"{key}: {before.get(key)!r} → {after.get(key)!r}"
+            for key in sorted(set(before) | set(after)) if before.get(key) != after.get(key)]
 
 
 def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:

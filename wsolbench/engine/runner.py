@@ -12,7 +12,6 @@ table of a batch of runs is wsolbench.reports.summary.
 from __future__ import annotations
 
 import copy
-import difflib
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +22,16 @@ import yaml
 
 from wsolbench.annotations import Metadata
 from wsolbench.atomic import atomic_write
-from wsolbench.config import ConfigError, ExperimentConfig, Override, dump, migrate_saved, resolve, to_dict
+from wsolbench.config import (
+    ConfigError,
+    ExperimentConfig,
+    Override,
+    config_changes,
+    dump,
+    migrate_saved,
+    resolve,
+    to_dict,
+)
 from wsolbench.contracts.method import WSOLMethod, create_method
 from wsolbench.engine import distributed
 from wsolbench.engine.checkpoint import save_checkpoint, seed_everything
@@ -171,13 +179,6 @@ def backbone_name(config: ExperimentConfig) -> str | None:
     return config.method.backbone or METHODS.get(config.method.name).default_backbone
 
 
-def _config_diff(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
-    a = yaml.safe_dump(saved, sort_keys=True).splitlines()
-    b = yaml.safe_dump(current, sort_keys=True).splitlines()
-    return [line for line in difflib.unified_diff(a, b, "saved", "now", lineterm="", n=0)
-            if line[:1] in "+-" and not line.startswith(("+++", "---"))]
-
-
 def _run_mode(run: RunDir, config: ExperimentConfig, resume: bool) -> str:
     """'fresh', 'resume' or 'done' for the run folder; ValueError when it holds a different or unrequested run.
 
@@ -191,7 +192,7 @@ def _run_mode(run: RunDir, config: ExperimentConfig, resume: bool) -> str:
     finished = (run.path / "metrics.json").is_file()
     if not saved_path.is_file() or not (finished or (run.checkpoints / "last.pt").is_file()):
         return "fresh"
-    diff = _config_diff(migrate_saved(yaml.safe_load(saved_path.read_text())), to_dict(config))
+    diff = config_changes(migrate_saved(yaml.safe_load(saved_path.read_text())), to_dict(config))
     if diff:
         changes = "\n  ".join(diff)
         raise RunConflictError(

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import json
 
+import pytest
+import torch
 from click.testing import CliRunner
 from engine_toy import TOY, overrides
 from test_bad_images import _cub_source
 
 from wsolbench.cli import main
+from wsolbench.config import ConfigError, resolve
+from wsolbench.contracts.method import create_method
+from wsolbench.engine.runner import evaluate_checkpoint
 
 
 def test_cub_without_cubv2_says_so_once_and_scores_the_last_checkpoint(tmp_path) -> None:
@@ -47,4 +52,16 @@ def test_val_threshold_policy_without_val_fails_before_training(tmp_path) -> Non
                                        *[a for s in settings for a in ("--set", s)]])
     assert result.exit_code == 2
     assert "eval.threshold_policy 'val' needs a val split with GT" in result.output and "CUBV2" in result.output
+    assert not (tmp_path / "runs").exists()
+
+
+def test_val_threshold_policy_without_val_fails_before_evaluating_a_checkpoint(tmp_path) -> None:
+    source = _cub_source(tmp_path / "CUB_200_2011", {})
+    assert CliRunner().invoke(main, ["prepare", "cub", "--source", str(source),
+                                     "--data-root", str(tmp_path / "data")]).exit_code == 0
+    torch.save(create_method(TOY, num_classes=200).state_dict(), tmp_path / "toy.pt")
+    config = resolve(method=TOY, dataset="cub",
+                     overrides=overrides(tmp_path / "data", tmp_path / "runs", **{"eval.threshold_policy": "val"}))
+    with pytest.raises(ConfigError, match=r"eval.threshold_policy 'val' needs a val split with GT(.|\n)*CUBV2"):
+        evaluate_checkpoint(config, tmp_path / "toy.pt")
     assert not (tmp_path / "runs").exists()

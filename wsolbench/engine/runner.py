@@ -370,9 +370,7 @@ def evaluate_into(
     curves.append(curves_frame("test", config, "oracle-test", oracle))
     chosen = oracle
     policy = config.eval.threshold_policy
-    if policy == "val":
-        if val_result is None:
-            raise ConfigError(f"eval.threshold_policy 'val' needs a val split with GT in {prepared.root}")
+    if policy == "val":  # the callers ran check_val_split: there is a val result
         chosen = result_under_policy(test_acc, "fixed", dict(val_result.thresholds))
     elif policy == "fixed":
         chosen = result_under_policy(test_acc, "fixed", list(config.eval.thresholds))
@@ -411,6 +409,7 @@ def evaluate_checkpoint(config: ExperimentConfig, checkpoint: Path, output: Path
     """
     info = distributed.setup(config.device)
     prepared = ensure_dataset(config, info)
+    check_val_split(config)
     seed_everything(config.seed)
     model = build_model(config, prepared.num_classes, with_pretrained=False)
     model.load_checkpoint(checkpoint)

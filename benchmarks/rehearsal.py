@@ -41,8 +41,7 @@ import numpy as np
 import torch
 from PIL import Image
 from wsolbench.datasets._build import SHIPPED_METADATA
-
-from wsolbench.engine.dry_run import ILSVRC_TRAIN_IMAGES
+from wsolbench.datasets.ilsvrc import TRAIN_IMAGES as ILSVRC_TRAIN_IMAGES
 
 CUB_TRAIN_IMAGES, CUB_TEST_IMAGES, CUB_EPOCHS = 5_994, 5_794, 30
 ILSVRC_TEST_IMAGES, ILSVRC_EPOCHS = 50_000, 1

@@ -30,6 +30,11 @@ from wsolbench.prepared_dataset import PreparedDataset, open_dataset, write_data
 SHIPPED_METADATA = Path(__file__).resolve().parent / "wsolevaluation" / "metadata"
 
 
+def count_image_ids(split_dir: Path) -> int:
+    """The number of images a metadata split lists (non-empty lines of its image_ids.txt)."""
+    return sum(1 for line in (Path(split_dir) / "image_ids.txt").read_text().splitlines() if line.strip())
+
+
 @contextmanager
 def staged(dest: Path) -> Iterator[Path]:
     """A temp folder next to `dest` that replaces `dest` only if the block succeeds.

@@ -21,6 +21,7 @@ from wsolbench.registry import register_dataset
 
 from ._build import (
     SHIPPED_METADATA,
+    count_image_ids,
     end_box,
     image_sizes,
     publish,
@@ -61,6 +62,10 @@ class CUBAdapter(DatasetAdapter):
     description = "CUB-200-2011 birds (train / CUBV2 val / test, boxes)"
     source_hint = HINT
     needs_source = True
+    missing_val_reason = "its CUBV2 images were not prepared"
+
+    def official_train_images(self) -> tuple[int, str]:
+        return count_image_ids(SHIPPED_METADATA / "CUB" / "train"), "shipped wsolevaluation CUB/train metadata"
 
     def prepare(self, source: Path | None, dest: Path) -> PreparedDataset:
         source = Path(source).resolve()

@@ -40,6 +40,7 @@ HINT = (
     "(flat) with the localization annotations as val/ILSVRC2012_val_*.xml or as LOC_val_solution.csv "
     "in ILSVRC/, and optionally val2/<label>/<k>.jpeg (ImageNetV2 threshold0.7, for the val split)"
 )
+TRAIN_IMAGES = 1_281_167  # ILSVRC-2012 train; its metadata is not shipped with wsolbench
 Annotation = tuple[str, str, list[tuple[str, tuple[int, int, int, int]]]]  # where, image stem, [(wnid, box)]
 
 
@@ -105,6 +106,9 @@ class ILSVRCAdapter(DatasetAdapter):
 
     def __init__(self, val_metadata: Path = SHIPPED_METADATA / "ILSVRC" / "val") -> None:
         self.val_metadata = Path(val_metadata)
+
+    def official_train_images(self) -> tuple[int, str]:
+        return TRAIN_IMAGES, "ILSVRC-2012 train"
 
     def prepare(self, source: Path | None, dest: Path) -> PreparedDataset:
         source = Path(source).resolve()

@@ -14,7 +14,7 @@ from wsolbench.contracts.dataset import DatasetAdapter
 from wsolbench.prepared_dataset import PreparedDataset
 from wsolbench.registry import register_dataset
 
-from ._build import SHIPPED_METADATA, publish, require, require_all
+from ._build import SHIPPED_METADATA, count_image_ids, publish, require, require_all
 
 HINT = (
     "OpenImages/ holding {train,val,test}/<mid>/<imageid>.jpg (OpenImages_images.zip extracted) with the "
@@ -32,6 +32,9 @@ class OpenImagesAdapter(DatasetAdapter):
 
     def __init__(self, metadata_dir: Path = SHIPPED_METADATA / "OpenImages") -> None:
         self.metadata_dir = Path(metadata_dir)
+
+    def official_train_images(self) -> tuple[int, str]:
+        return count_image_ids(self.metadata_dir / "train"), "shipped wsolevaluation OpenImages/train metadata"
 
     def prepare(self, source: Path | None, dest: Path) -> PreparedDataset:
         source = Path(source).resolve()

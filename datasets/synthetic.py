@@ -205,6 +205,9 @@ class SyntheticAdapter(DatasetAdapter):
     def __init__(self, seed: int = 0) -> None:
         self.seed = seed
 
+    def official_train_images(self) -> tuple[int, str]:
+        return PER_CLASS["train"] * self.num_classes, "generated on first use"
+
     def prepare(self, source: Path | None, dest: Path) -> PreparedDataset:
         dest = Path(dest)
         if (dest / "dataset.yaml").is_file():

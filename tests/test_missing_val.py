@@ -53,6 +53,9 @@ def test_val_threshold_policy_without_val_fails_before_training(tmp_path) -> Non
     assert result.exit_code == 2
     assert "eval.threshold_policy 'val' needs a val split with GT" in result.output and "CUBV2" in result.output
     assert not (tmp_path / "runs").exists()
+    dry = CliRunner().invoke(main, ["run", "--dry-run", "--methods", TOY, "--dataset", "cub",
+                                    *[a for s in settings for a in ("--set", s)]])
+    assert dry.exit_code == 2 and "eval.threshold_policy 'val' needs a val split with GT" in dry.output
 
 
 def test_val_threshold_policy_without_val_fails_before_evaluating_a_checkpoint(tmp_path) -> None:

@@ -1,8 +1,8 @@
 """`--dry-run`: validate planned runs and describe them as YAML, touching nothing.
 
-`describe_plan(configs)` checks what `execute` would check before training (batch split over
-grad_accum and processes, AMP on this device, pretrained weights present or downloadable, without
-downloading), builds each model without its weights (backbone and hyperparameters must fit; it
+`describe_plan(configs)` checks what `execute` would check before training (`runner.preflight`: a val
+split where the threshold policy needs one, the batch split over grad_accum and processes, AMP on this
+device; pretrained weights present or downloadable, without downloading), builds each model without its weights (backbone and hyperparameters must fit; it
 counts the trainable parameters) and returns one YAML document per run: a comment block (run folder, training images
 and where the count comes from, images × epochs, optimizer steps, weights, dataset state) followed
 by the resolved config exactly as the run would save it in config.yaml. A last comment line sums the
@@ -17,31 +17,12 @@ from pathlib import Path
 from wsolbench.config import ExperimentConfig, dump
 from wsolbench.engine import distributed
 from wsolbench.engine.regimes import count_trainable, trainable_groups, training_images
-from wsolbench.engine.train import amp_dtype, micro_batch_size
+from wsolbench.engine.runner import build_model, check_dataset, preflight
+from wsolbench.errors import MissingFileError
 from wsolbench.prepared_dataset import open_dataset
 from wsolbench.registry import DATASETS
 from wsolbench.results import run_path
 from wsolbench.weights import check_pretrained
-
-ILSVRC_TRAIN_IMAGES = 1_281_167  # ILSVRC-2012 train; its metadata is not shipped with wsolbench
-
-
-def official_train_images(dataset: str) -> tuple[int, str] | None:
-    """Train images of an unprepared dataset, from the shipped wsolevaluation metadata or the release."""
-    from wsolbench.datasets._build import SHIPPED_METADATA
-
-    if dataset == "ilsvrc":
-        return ILSVRC_TRAIN_IMAGES, "ILSVRC-2012 train"
-    folder = {"cub": "CUB", "openimages": "OpenImages"}.get(dataset)
-    if folder is not None:
-        ids = SHIPPED_METADATA / folder / "train" / "image_ids.txt"
-        count = sum(1 for line in ids.read_text().splitlines() if line.strip())
-        return count, f"shipped wsolevaluation {folder}/train metadata"
-    if dataset == "synthetic":
-        from wsolbench.datasets.synthetic import PER_CLASS
-
-        return PER_CLASS["train"] * DATASETS.get("synthetic").num_classes, "generated on first use"
-    return None
 
 
 def train_images(config: ExperimentConfig) -> tuple[int | None, str]:
@@ -49,7 +30,7 @@ def train_images(config: ExperimentConfig) -> tuple[int | None, str]:
     root = Path(config.dataset.data_root) / config.dataset.name
     if (root / "dataset.yaml").is_file():
         return len(training_images(open_dataset(root).split("train"), config)), f"prepared at {root}"
-    known = official_train_images(config.dataset.name)
+    known = DATASETS.get(config.dataset.name).official_train_images()
     if known is None:
         return None, f"not prepared at {root}; count unknown until `bench.py prepare {config.dataset.name}`"
     count, source = known
@@ -61,8 +42,6 @@ def train_images(config: ExperimentConfig) -> tuple[int | None, str]:
 
 def trainable_parameters(config: ExperimentConfig) -> int:
     """Parameters this run trains, from the model built without pretrained weights."""
-    from wsolbench.engine.runner import build_model
-
     root = Path(config.dataset.data_root) / config.dataset.name
     prepared = (root / "dataset.yaml").is_file()
     num_classes = open_dataset(root).num_classes if prepared else DATASETS.get(config.dataset.name).num_classes
@@ -75,8 +54,7 @@ def describe_plan(configs: list[ExperimentConfig]) -> str:
     info = distributed.setup(configs[0].device)
     documents, total_images, total_steps, unknown = [], 0, 0, 0
     for config in configs:
-        micro = micro_batch_size(config, info)
-        amp_dtype(config.train.amp, info.device)
+        micro = preflight(config, info)
         weights = check_pretrained(config.method.name, config.method.backbone, config.method.pretrained)
         images, source = train_images(config)
         trainable = trainable_parameters(config)
@@ -98,11 +76,10 @@ def describe_plan(configs: list[ExperimentConfig]) -> str:
                          f"({t.grad_accum} x {micro} per process x {info.world_size} processes), "
                          f"{trainable:,} trainable parameters")
         lines.append(f"# weights: {weights}")
-        adapter = DATASETS.get(config.dataset.name)
-        root = Path(config.dataset.data_root) / config.dataset.name
-        if adapter.needs_source and not (root / "dataset.yaml").is_file():
-            lines.append(f"# dataset: not prepared at {root}; run `python bench.py prepare {config.dataset.name} "
-                         f"--source <folder> --data-root {config.dataset.data_root}` first")
+        try:
+            check_dataset(config)
+        except MissingFileError as missing:
+            lines.append(f"# dataset: {missing}")
         documents.append("---\n" + "\n".join(lines) + "\n" + dump(config))
     total = (f"# total: {len(configs)} run(s), {total_images:,} training images, {total_steps:,} optimizer steps"
              + (f" (+ {unknown} run(s) of unknown size)" if unknown else "") + "; dry run: nothing was written")

@@ -133,9 +133,19 @@ def check_val_split(config: ExperimentConfig) -> None:
         return
     prepared = open_dataset(root)
     if not prepared.has_split("val") or prepared.split("val").kind == "labels":
-        why = " (for CUB: extract the CUBV2 images and prepare again)" if config.dataset.name == "cub" else ""
+        reason = DATASETS.get(config.dataset.name).missing_val_reason
+        why = f" ({reason}; add them and prepare again)" if reason else ""
         raise ConfigError(f"eval.threshold_policy 'val' needs a val split with GT in {root}{why}; "
                          "use 'oracle-test' or 'fixed' with this dataset")
+
+
+def preflight(config: ExperimentConfig, info: DistInfo) -> int:
+    """The checks a run passes before any work (a val split when the threshold policy needs one, the batch
+    split over grad_accum and processes, AMP on this device); returns the per-process micro-batch size."""
+    check_val_split(config)
+    micro = micro_batch_size(config, info)
+    amp_dtype(config.train.amp, info.device)
+    return micro
 
 
 def ensure_dataset(config: ExperimentConfig, info: DistInfo) -> PreparedDataset:
@@ -223,9 +233,7 @@ def execute(configs: list[ExperimentConfig], resume: bool = False) -> list[Path]
     info = distributed.setup(configs[0].device)
     for config in configs:  # what can only be checked now fails before any run starts
         check_dataset(config)
-        check_val_split(config)
-        micro_batch_size(config, info)
-        amp_dtype(config.train.amp, info.device)
+        preflight(config, info)
     fetch_all_pretrained(configs, info)
     return [run_one(config, resume, info) for config in configs]
 
@@ -323,7 +331,8 @@ def _train_and_evaluate(config: ExperimentConfig, run: RunDir, info: DistInfo, r
 
 def missing_val_note(prepared: PreparedDataset, config: ExperimentConfig, trained: bool) -> str:
     """The plain sentence a run without a val split (train-fullsup) reports in its output and table."""
-    why = " (its CUBV2 images were not prepared)" if prepared.name == "cub" else ""
+    reason = DATASETS.get(prepared.name).missing_val_reason
+    why = f" ({reason})" if reason else ""
     text = f"{prepared.name} has no val split with boxes{why}, so nothing is scored on val"
     if trained and config.eval.checkpoint == "best":
         text += "; the scored checkpoint is therefore the LAST one, not the val-selected best (eval.checkpoint: best)"

@@ -31,7 +31,7 @@ def main() -> None:
 @main.command("list")
 def list_command() -> None:
     """List methods, datasets, backbones, training regimes and evaluation protocols."""
-    from wsolbench.contracts.method import REGIMES
+    from wsolbench.config import REGIMES
     from wsolbench.metrics.protocols import EVAL_PROTOCOLS, THRESHOLD_POLICIES
 
     click.echo("methods:")

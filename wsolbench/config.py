@@ -98,11 +98,15 @@ class TrainConfig(_Section):
     checkpoint_every_steps: NonNegativeInt = 0  # also save last.pt every n optimizer steps (0: at epoch ends only)
 
 
+REGIMES = ("full", "parameter_efficient", "few_shot")
+"""The training regimes (config key `regime.name`)."""
+
+
 class RegimeConfig(_Section):
     """The training regime: which parameters train (`full`, `parameter_efficient`) and on which images
     (`few_shot`: `shots` per class)."""
 
-    name: Literal["full", "parameter_efficient", "few_shot"] = "full"
+    name: Literal[REGIMES] = "full"
     trainable_blocks: NonNegativeInt = 0
     shots: NonNegativeInt = 0
 

@@ -32,11 +32,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from wsolbench.config import REGIMES
 from wsolbench.errors import MissingFileError, WsolbenchError
 from wsolbench.registry import METHODS, closest
-
-REGIMES = ("full", "parameter_efficient", "few_shot")
-"""The training regimes (config key `regime.name`)."""
 
 
 @dataclass

@@ -2,11 +2,12 @@
 
 `describe_plan(configs)` checks what `execute` would check before training (`runner.preflight`: a val
 split where the threshold policy needs one, the batch split over grad_accum and processes, AMP on this
-device; pretrained weights present or downloadable, without downloading), builds each model without its weights (backbone and hyperparameters must fit; it
-counts the trainable parameters) and returns one YAML document per run: a comment block (run folder, training images
-and where the count comes from, images × epochs, optimizer steps, weights, dataset state) followed
-by the resolved config exactly as the run would save it in config.yaml. A last comment line sums the
-cost. No dataset is prepared, no folder is created and nothing is downloaded.
+device; pretrained weights present or downloadable, without downloading), builds each model without its
+weights (backbone and hyperparameters must fit; it counts the trainable parameters) and returns one YAML
+document per run: a comment block (run folder, training images and where the count comes from, images ×
+epochs, optimizer steps, weights, dataset state) followed by the resolved config exactly as the run would
+save it in config.yaml. A last comment line sums the cost. No dataset is prepared, no folder is created and
+nothing is downloaded.
 """
 
 from __future__ import annotations

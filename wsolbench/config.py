@@ -144,10 +144,7 @@ class ExperimentConfig(_Section):
                              f"dataset.crop_size ({self.dataset.crop_size})")
         if self.eval.threshold_policy == "fixed" and not self.eval.thresholds:
             raise ValueError("eval.thresholds: the 'fixed' threshold policy needs at least one threshold")
-        intervals = decay_intervals(self.train)
-        if self.train.schedule == "step" and not (intervals and all(every > 0 for every in intervals)):
-            raise ValueError("train.lr_decay_every: the 'step' schedule needs positive decay intervals, "
-                             f"got {self.train.lr_decay_every!r}")
+        decay_intervals(self.train)  # raises when the step schedule lacks positive intervals
         if self.regime.name == "few_shot" and self.regime.shots <= 0:
             raise ValueError("regime.shots: the few_shot regime needs images per class > 0")
         return self
@@ -494,9 +491,14 @@ def validate(config: ExperimentConfig) -> None:
 
 
 def decay_intervals(train: TrainConfig) -> list[int]:
-    """train.lr_decay_every as a list (one interval or several); empty when it is 0 or []."""
+    """train.lr_decay_every as a list (one interval or several); empty when it is 0 or [].
+
+    ValueError when the 'step' schedule does not get positive intervals."""
     every = train.lr_decay_every
-    return list(every) if isinstance(every, list) else ([every] if every else [])
+    intervals = list(every) if isinstance(every, list) else ([every] if every else [])
+    if train.schedule == "step" and not (intervals and all(n > 0 for n in intervals)):
+        raise ValueError(f"train.lr_decay_every: the 'step' schedule needs positive decay intervals, got {every!r}")
+    return intervals
 
 
 def to_dict(config: ExperimentConfig) -> dict[str, Any]:

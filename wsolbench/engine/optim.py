@@ -55,8 +55,6 @@ class LRSchedule:
 
     def __init__(self, config: TrainConfig, steps_per_epoch: int) -> None:
         self.decay_every = decay_intervals(config)
-        if config.schedule == "step" and not (self.decay_every and all(n > 0 for n in self.decay_every)):
-            raise ValueError("train.lr_decay_every: the 'step' schedule needs positive decay intervals")
         self.config = config
         self.steps_per_epoch = steps_per_epoch
         self.total = config.epochs * steps_per_epoch

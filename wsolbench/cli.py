@@ -90,12 +90,11 @@ def _seeds(value: str | None) -> list[int] | None:
 
 def _check_names(flag: str, kind: str, names: list[str], valid: list[str] | tuple[str, ...]) -> None:
     """UsageError naming `flag` for the first of `names` not in `valid`, with the closest valid name."""
-    from wsolbench.registry import closest
+    from wsolbench.registry import unknown_name
 
     for name in names:
         if name not in valid:
-            raise click.BadParameter(f"unknown {kind} {name!r}{closest(name, valid)}; valid: {', '.join(valid)}",
-                                     param_hint=flag)
+            raise click.BadParameter(unknown_name(kind, name, valid), param_hint=flag)
 
 
 def _user_layer(config_file: Path | None) -> tuple[dict, str]:

@@ -29,7 +29,7 @@ import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
 from wsolbench.errors import WsolbenchError
-from wsolbench.registry import closest
+from wsolbench.registry import closest, unknown_name
 
 Override = str | tuple[str, Any]
 """One override: `--set` text ("a.b=c") or a typed (dotted key, value) pair."""
@@ -376,8 +376,7 @@ def recipe_table(method: str) -> tuple[dict[str, Any], dict[tuple[str, str], dic
             raise ConfigError(f"{path}: recipes.{key}: expected <backbone>/<dataset> (either part '{ANY}', "
                               f"not both), e.g. {ANY}/cub or resnet50/{ANY}")
         if dataset not in datasets:
-            raise ConfigError(f"{path}: recipes.{key}: unknown dataset {dataset!r}{closest(dataset, datasets)}; "
-                              f"valid: {', '.join(datasets)}")
+            raise ConfigError(f"{path}: recipes.{key}: {unknown_name('dataset', dataset, datasets)}")
         if backbone not in backbones:
             raise ConfigError(f"{path}: recipes.{key}: {method} has no backbone {backbone!r}"
                               f"{closest(backbone, backbones)}; valid: {', '.join(backbones)}")
@@ -464,23 +463,13 @@ def validate(config: ExperimentConfig) -> None:
     from wsolbench.registry import DATASETS, METHODS
 
     _validated(ExperimentConfig, config.model_dump(), "", partial=False)
-    if config.method.name not in METHODS:
-        valid = METHODS.names()
-        raise ConfigError(f"method.name: unknown method {config.method.name!r}{closest(config.method.name, valid)}; "
-                          f"valid: {', '.join(valid)}")
-    if config.dataset.name not in DATASETS:
-        valid = DATASETS.names()
-        raise ConfigError(
-            f"dataset.name: unknown dataset {config.dataset.name!r}{closest(config.dataset.name, valid)}; "
-            f"valid: {', '.join(valid)}"
-        )
     from wsolbench.metrics.protocols import EVAL_PROTOCOLS
 
-    if config.eval.protocol not in EVAL_PROTOCOLS:  # checked here, not after training
-        raise ConfigError(
-            f"eval.protocol: unknown evaluation protocol {config.eval.protocol!r}"
-            f"{closest(config.eval.protocol, EVAL_PROTOCOLS)}; valid: {', '.join(EVAL_PROTOCOLS)}"
-        )
+    for key, kind, name, valid in (("method.name", "method", config.method.name, METHODS.names()),
+                                   ("dataset.name", "dataset", config.dataset.name, DATASETS.names()),
+                                   ("eval.protocol", "evaluation protocol", config.eval.protocol, EVAL_PROTOCOLS)):
+        if name not in valid:  # the evaluation protocol too: checked here, not after training
+            raise ConfigError(f"{key}: {unknown_name(kind, name, valid)}")
     hparams = METHODS.get(config.method.name).default_hparams
     for key in config.method.hparams:
         if key not in hparams:

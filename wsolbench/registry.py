@@ -37,6 +37,11 @@ def closest(name: str, choices: list[str] | tuple[str, ...]) -> str:
     return f" (did you mean {lowered[match[0]]!r}?)" if match else ""
 
 
+def unknown_name(kind: str, name: str, valid: list[str] | tuple[str, ...]) -> str:
+    """"unknown <kind> 'name' (did you mean ...?); valid: a, b": the message for a name not in `valid`."""
+    return f"unknown {kind} {name!r}{closest(name, valid)}; valid: {', '.join(valid)}"
+
+
 class Registry(Generic[T]):
     """A name → object map filled by a decorator; lookups load the plugins first."""
 
@@ -76,10 +81,7 @@ class Registry(Generic[T]):
         try:
             return self._items[name]
         except KeyError:
-            valid = sorted(self._items)
-            raise RegistryError(
-                f"unknown {self.kind} {name!r}{closest(name, valid)}; valid: {', '.join(valid)}"
-            ) from None
+            raise RegistryError(unknown_name(self.kind, name, sorted(self._items))) from None
 
     def origin(self, name: str) -> str:
         """The module that registered `name` (built-in plugin or third-party package)."""

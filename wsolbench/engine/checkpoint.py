@@ -62,9 +62,11 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 def checkpoint_config(path: Path) -> dict[str, Any] | None:
-    """The resolved config our checkpoints carry (their `config` entry); None for any other file."""
+    """The resolved config our checkpoints carry (their `config` entry); None for any other file.
+
+    The file is memory-mapped, so its tensors are not read here (the weight loader reads them next)."""
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except Exception:  # noqa: BLE001 - not a torch file of ours; the weight loader reports what it is
         return None
     config = state.get("config") if isinstance(state, dict) else None

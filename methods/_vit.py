@@ -30,8 +30,9 @@ from wsolbench.weights import published_file, published_weights
 
 # Classifier heads of published ViT/DeiT checkpoints; no WSOL method reuses them.
 HEAD_PREFIXES = ("head.", "head_dist.")
+# The DeiT backbones the ViT methods offer, with their display names in tables and plots.
 VIT_BACKBONE_NAMES = {"deit_tiny_patch16_224": "DeiT-T", "deit_small_patch16_224": "DeiT-S",
-                      "deit_base_patch16_224": "DeiT-B"}  # display names in tables and plots
+                      "deit_base_patch16_224": "DeiT-B"}
 # The top-level names of a plain ViT's weights, in timm's (and the official methods') order.
 VIT_KEYS = ("cls_token", "pos_embed", "patch_embed", "blocks", "norm")
 
@@ -62,6 +63,11 @@ def create_vit(
     if weights is not None:
         load_vit_weights(vit, weights, name)
     return vit
+
+
+def block_stages(vit: VisionTransformer) -> tuple[tuple[str, ...], ...]:
+    """The `backbone.blocks.<i>` stages of a method holding `vit` as `backbone`, last block first."""
+    return tuple((f"backbone.blocks.{i}",) for i in reversed(range(len(vit.blocks))))
 
 
 def grid_size(vit: VisionTransformer) -> tuple[int, int]:

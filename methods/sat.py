@@ -37,6 +37,7 @@ from wsolbench.methods._vit import (
     VIT_BACKBONE_NAMES,
     ViTWeights,
     block_forward,
+    block_stages,
     create_vit,
     fused_attention,
     grid_size,
@@ -76,11 +77,7 @@ class SAT(WSOLMethod):
     display_name: ClassVar[str] = "SAT"
     default_backbone: ClassVar[str] = "deit_small_patch16_224"
     weights_hub: ClassVar[str] = "timm"
-    backbones: ClassVar[tuple[str, ...]] = (
-        "deit_tiny_patch16_224",
-        "deit_small_patch16_224",
-        "deit_base_patch16_224",
-    )
+    backbones: ClassVar[tuple[str, ...]] = tuple(VIT_BACKBONE_NAMES)
     backbone_names: ClassVar[dict[str, str]] = VIT_BACKBONE_NAMES
     default_hparams: ClassVar[dict[str, Any]] = {
         "area_threshold": 0.25,
@@ -189,7 +186,7 @@ class SAT(WSOLMethod):
 
     def stages(self) -> tuple[tuple[str, ...], ...]:
         """The transformer blocks, last first."""
-        return tuple((f"backbone.blocks.{i}",) for i in reversed(range(self.depth)))
+        return block_stages(self.backbone)
 
     def adapt_state_dict(self, state_dict: dict[str, Tensor]) -> dict[str, Tensor]:
         """Official names renamed onto ours; official checkpoints carry `weight` (the fixed kernel),

@@ -24,6 +24,7 @@ from wsolbench.methods._vit import (
     ViTWeights,
     attention_with_row,
     block_forward,
+    block_stages,
     create_vit,
     grid_size,
     plain_attention,
@@ -33,7 +34,6 @@ from wsolbench.contracts.method import Localization, MethodOutput, WSOLMethod
 from wsolbench.registry import register_method
 
 DROP_PATH_RATE = 0.1  # the argparse default of TS-CAM's and SCM's official scripts
-TRANSFORMER_BACKBONES = ("deit_tiny_patch16_224", "deit_small_patch16_224", "deit_base_patch16_224")
 
 
 @register_method("ts_cam")
@@ -45,7 +45,7 @@ class TSCAM(WSOLMethod):
     default_hparams: ClassVar[dict[str, Any]] = {}
     default_backbone: ClassVar[str | None] = "deit_small_patch16_224"
     weights_hub: ClassVar[str | None] = "timm"
-    backbones: ClassVar[tuple[str, ...]] = TRANSFORMER_BACKBONES
+    backbones: ClassVar[tuple[str, ...]] = tuple(VIT_BACKBONE_NAMES)
     backbone_names: ClassVar[dict[str, str]] = VIT_BACKBONE_NAMES
     official_flattens: ClassVar[tuple[str, ...]] = ("backbone",)
 
@@ -136,7 +136,7 @@ class TSCAM(WSOLMethod):
 
     def stages(self) -> tuple[tuple[str, ...], ...]:
         """The transformer blocks, last first."""
-        return tuple((f"backbone.blocks.{i}",) for i in reversed(range(self.depth)))
+        return block_stages(self.backbone)
 
     def no_weight_decay(self) -> set[str]:
         return {"backbone.pos_embed", "backbone.cls_token"}

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from wsolbench.metrics.per_image import PER_IMAGE_FILE
 from wsolbench.stats.bootstrap import point_values
-from wsolbench.stats.runs import PER_IMAGE_FILE, CompareError, load_scored, val_thresholds
+from wsolbench.stats.runs import CompareError, load_scored, val_thresholds
 
 from . import plots
 from .runs import runs_of

@@ -15,8 +15,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from wsolbench.metrics.per_image import PER_IMAGE_FILE
 from wsolbench.stats.bootstrap import Scored, arm_draws, p_value
-from wsolbench.stats.runs import PER_IMAGE_FILE, load_scored
+from wsolbench.stats.runs import load_scored
 
 from .tables import TIE_MARK, Table
 

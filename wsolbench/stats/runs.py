@@ -18,11 +18,11 @@ import yaml
 
 from wsolbench.errors import WsolbenchError
 from wsolbench.metrics import per_image
+from wsolbench.metrics.per_image import PER_IMAGE_FILE
 from wsolbench.results import find_runs
 
 from .bootstrap import Difference, Interval, Scored, arm_draws, difference, intervals, point_values
 
-PER_IMAGE_FILE = "per_image.npz"
 METRIC_ORDER = ("maxboxaccv2", "maxboxacc", "gt_known_loc", "top1_loc", "top5_loc", "top1_cls", "top5_cls",
                 "maxboxaccv2_iou30", "maxboxaccv2_iou50", "maxboxaccv2_iou70")
 SEED_SUFFIX = re.compile(r"-seed\d+$")

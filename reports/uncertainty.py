@@ -60,10 +60,7 @@ def annotate(table: Table, selected: pd.DataFrame, intervals: bool, resamples: i
         if not usable:
             continue
         keys = list(usable)
-        ids = usable[keys[0]][0].per_image.image_ids
-        aligned = [[Scored(s.per_image.aligned_to(ids, "report"), s.policy, s.thresholds) for s in usable[k]]
-                   for k in keys]
-        points, draws = arm_draws(aligned, resamples, seed)
+        points, draws = arm_draws([usable[k] for k in keys], resamples, seed)
         rows = {(r.experiment, r.method, r.backbone, r.variant): r for r in table.rows if r.kind == "ours"}
         for column in [c for c in table.columns if c[0] == dataset]:
             metric = column[1]
@@ -98,9 +95,6 @@ def half_width(runs: list[str | Path], metric: str, policies: list[str | None] |
         return None
     policies = policies or [None] * len(runs)
     arm = [load_scored(run, policy) for run, policy in zip(runs, policies, strict=True)]
-    ids = arm[0].per_image.image_ids
-    arm = [Scored(s.per_image.aligned_to(ids, str(run)), s.policy, s.thresholds) for s, run in zip(arm, runs,
-                                                                                                     strict=True)]
     _, draws = arm_draws([arm], resamples, seed)
     if metric not in draws[0]:
         return None

@@ -18,11 +18,11 @@ With several seeds per side, each resample also redraws the seeds of each side w
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
-from wsolbench.metrics.per_image import PerImage, above, at_least
+from wsolbench.metrics.per_image import PerImage, PerImageFileError, above, at_least
 
 POLICIES = ("oracle-test", "fixed")
 BLOCK = 64  # resamples drawn per block (bounds memory for ILSVRC-size inputs)
@@ -31,11 +31,13 @@ LEVEL = 0.95
 
 @dataclass(frozen=True)
 class Scored:
-    """Per-image results with the threshold policy to score them under ('fixed': τ per metric)."""
+    """Per-image results with the threshold policy to score them under ('fixed': τ per metric), and where
+    they come from (a run folder; named in errors)."""
 
     per_image: PerImage
     policy: str = "oracle-test"
     thresholds: dict[str, float] | None = None
+    source: str = ""
 
     def __post_init__(self) -> None:
         if self.policy not in POLICIES:
@@ -170,13 +172,14 @@ def p_value(differences: np.ndarray) -> float:
     return min(1.0, 2 * min(below + 1, above_zero + 1) / (len(differences) + 1))
 
 
-def _check_same_images(arms: Sequence[Sequence[Scored]]) -> np.ndarray:
+def _aligned(arms: Sequence[Sequence[Scored]]) -> list[list[Scored]]:
+    """Every run reordered to the first run's image ids; PerImageFileError naming a run evaluated on other images."""
     ids = arms[0][0].per_image.image_ids
-    for arm in arms:
-        for scored in arm:
-            if not np.array_equal(scored.per_image.image_ids, ids):
-                raise ValueError("paired resampling needs every run evaluated on the same images, in the same order")
-    return ids
+    try:
+        return [[replace(scored, per_image=scored.per_image.aligned_to(ids, scored.source or f"arm {a}, run {r}"))
+                 for r, scored in enumerate(arm)] for a, arm in enumerate(arms)]
+    except PerImageFileError as error:
+        raise PerImageFileError(f"{error}; paired resampling needs every run evaluated on the same images") from None
 
 
 def arm_draws(
@@ -184,11 +187,13 @@ def arm_draws(
 ) -> tuple[list[dict[str, float]], list[dict[str, np.ndarray]]]:
     """Per arm (one or more seeds of one configuration): point values (mean over seeds) and (B,) draws.
 
-    All arms share the same image resamples; each arm's seeds are redrawn with replacement per resample.
+    All arms share the same image resamples (every run aligned to the first run's image order); each arm's
+    seeds are redrawn with replacement per resample.
     """
     if not arms or any(not arm for arm in arms):
         raise ValueError("every arm needs at least one run")
-    n = len(_check_same_images(arms))
+    arms = _aligned(arms)
+    n = len(arms[0][0].per_image)
     counts = resample_counts(n, resamples, seed)
     seed_rng = np.random.default_rng([seed, 1])
     points, draws = [], []

@@ -80,11 +80,12 @@ def load_scored(run: Path, policy: str | None = None) -> Scored:
         )
     results = per_image.load(path)
     if policy == "oracle-test":
-        return Scored(results)
+        return Scored(results, source=str(run))
     if policy == "val":
-        return Scored(results, "fixed", val_thresholds(run))
+        return Scored(results, "fixed", val_thresholds(run), str(run))
     if policy == "fixed":
-        return Scored(results, "fixed", {k: float(v) for k, v in entry_for(run, "fixed")["thresholds"].items()})
+        return Scored(results, "fixed", {k: float(v) for k, v in entry_for(run, "fixed")["thresholds"].items()},
+                      str(run))
     raise CompareError(f"unknown threshold policy {policy!r}; valid: oracle-test, val, fixed")
 
 
@@ -122,21 +123,6 @@ def arms_from_paths(paths: list[str | Path], policy: str | None = None) -> list[
     return list(arms.values())
 
 
-def _aligned(arms: list[Arm]) -> list[list[Scored]]:
-    ids = arms[0].scored[0].per_image.image_ids
-    out = []
-    for arm in arms:
-        row = []
-        for run, scored in zip(arm.runs, arm.scored, strict=True):
-            try:
-                aligned = scored.per_image.aligned_to(ids, str(run))
-            except per_image.PerImageFileError as error:
-                raise CompareError(str(error)) from None
-            row.append(Scored(aligned, scored.policy, scored.thresholds))
-        out.append(row)
-    return out
-
-
 @dataclass
 class Comparison:
     """The first arm against every other: per arm point values, seed std, and A − B differences."""
@@ -151,7 +137,10 @@ class Comparison:
 
 def compare_arms(arms: list[Arm], resamples: int = 1000, seed: int = 0) -> Comparison:
     """Paired bootstrap of arm 0 against each other arm (same image resamples for all)."""
-    points, draws = arm_draws(_aligned(arms), resamples, seed)
+    try:
+        points, draws = arm_draws([arm.scored for arm in arms], resamples, seed)
+    except per_image.PerImageFileError as error:
+        raise CompareError(str(error)) from None
     seed_std = []
     for arm in arms:
         values = [point_values(s) for s in arm.scored]

@@ -27,6 +27,7 @@ from wsolbench.metrics.per_image import PerImage, PerImageFileError, above, at_l
 POLICIES = ("oracle-test", "fixed")
 BLOCK = 64  # resamples drawn per block (bounds memory for ILSVRC-size inputs)
 LEVEL = 0.95
+RESAMPLES = 1000
 
 
 @dataclass(frozen=True)
@@ -160,7 +161,8 @@ def point_values(scored: Scored) -> dict[str, float]:
 # --------------------------------------------------------------------------- intervals and tests
 
 
-def _percentiles(draws: np.ndarray, level: float) -> tuple[float, float]:
+def percentiles(draws: np.ndarray, level: float = LEVEL) -> tuple[float, float]:
+    """The percentile interval (low, high) of bootstrap draws at `level`."""
     low, high = np.quantile(draws, [(1 - level) / 2, (1 + level) / 2])
     return float(low), float(high)
 
@@ -183,7 +185,7 @@ def _aligned(arms: Sequence[Sequence[Scored]]) -> list[list[Scored]]:
 
 
 def arm_draws(
-    arms: Sequence[Sequence[Scored]], resamples: int = 1000, seed: int = 0
+    arms: Sequence[Sequence[Scored]], resamples: int = RESAMPLES, seed: int = 0
 ) -> tuple[list[dict[str, float]], list[dict[str, np.ndarray]]]:
     """Per arm (one or more seeds of one configuration): point values (mean over seeds) and (B,) draws.
 
@@ -211,12 +213,12 @@ def arm_draws(
     return points, draws
 
 
-def intervals(scored: Scored | Sequence[Scored], resamples: int = 1000, seed: int = 0,
+def intervals(scored: Scored | Sequence[Scored], resamples: int = RESAMPLES, seed: int = 0,
               level: float = LEVEL) -> dict[str, Interval]:
     """Every metric with its bootstrap interval (one run, or several seeds of one configuration)."""
     arm = [scored] if isinstance(scored, Scored) else list(scored)
     (points,), (draws,) = arm_draws([arm], resamples, seed)
-    return {key: Interval(points[key], *_percentiles(draws[key], level)) for key in points}
+    return {key: Interval(points[key], *percentiles(draws[key], level)) for key in points}
 
 
 def difference(points_a: dict[str, float], draws_a: dict[str, np.ndarray], points_b: dict[str, float],
@@ -226,11 +228,11 @@ def difference(points_a: dict[str, float], draws_a: dict[str, np.ndarray], point
     for key in points_a:
         if key in points_b:
             delta = draws_a[key] - draws_b[key]
-            out[key] = Difference(points_a[key] - points_b[key], *_percentiles(delta, level), p_value(delta))
+            out[key] = Difference(points_a[key] - points_b[key], *percentiles(delta, level), p_value(delta))
     return out
 
 
-def compare(a: Scored | Sequence[Scored], b: Scored | Sequence[Scored], resamples: int = 1000, seed: int = 0,
+def compare(a: Scored | Sequence[Scored], b: Scored | Sequence[Scored], resamples: int = RESAMPLES, seed: int = 0,
             level: float = LEVEL) -> dict[str, Difference]:
     """Paired bootstrap of A − B per metric (each side one run or several seeds)."""
     arms = [[x] if isinstance(x, Scored) else list(x) for x in (a, b)]

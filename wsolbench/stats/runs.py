@@ -21,7 +21,7 @@ from wsolbench.metrics import per_image
 from wsolbench.metrics.per_image import PER_IMAGE_FILE
 from wsolbench.results import find_runs
 
-from .bootstrap import Difference, Interval, Scored, arm_draws, difference, intervals, point_values
+from .bootstrap import RESAMPLES, Difference, Interval, Scored, arm_draws, difference, intervals, point_values
 
 METRIC_ORDER = ("maxboxaccv2", "maxboxacc", "gt_known_loc", "top1_loc", "top5_loc", "top1_cls", "top5_cls",
                 "maxboxaccv2_iou30", "maxboxaccv2_iou50", "maxboxaccv2_iou70")
@@ -89,7 +89,7 @@ def load_scored(run: Path, policy: str | None = None) -> Scored:
     raise CompareError(f"unknown threshold policy {policy!r}; valid: oracle-test, val, fixed")
 
 
-def run_intervals(run: Path, policy: str | None = None, resamples: int = 1000, seed: int = 0
+def run_intervals(run: Path, policy: str | None = None, resamples: int = RESAMPLES, seed: int = 0
                   ) -> dict[str, Interval] | None:
     """Every metric of the run with its 95 % bootstrap interval; None when it has no per-image results."""
     if not (run / PER_IMAGE_FILE).is_file():
@@ -135,7 +135,7 @@ class Comparison:
     seed: int
 
 
-def compare_arms(arms: list[Arm], resamples: int = 1000, seed: int = 0) -> Comparison:
+def compare_arms(arms: list[Arm], resamples: int = RESAMPLES, seed: int = 0) -> Comparison:
     """Paired bootstrap of arm 0 against each other arm (same image resamples for all)."""
     try:
         points, draws = arm_draws([arm.scored for arm in arms], resamples, seed)

@@ -58,7 +58,7 @@ def annotate(table: Table, selected: pd.DataFrame, intervals: bool, resamples: i
         if not usable:
             continue
         keys = list(usable)
-        points, draws = arm_draws([usable[k] for k in keys], resamples, seed)
+        points, draws, _ = arm_draws([usable[k] for k in keys], resamples, seed)
         rows = {(r.experiment, r.method, r.backbone, r.variant): r for r in table.rows if r.kind == "ours"}
         for column in [c for c in table.columns if c[0] == dataset]:
             metric = column[1]

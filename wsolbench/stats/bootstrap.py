@@ -116,6 +116,11 @@ def metric_values(scored: Scored, counts: np.ndarray) -> dict[str, np.ndarray]:
     The keys and values equal BoxAccumulator.result for the same images, policy and τ (a row of
     ones gives exactly the full-set result).
     """
+    return _metric_values(scored, counts, _hit_matrices(scored.per_image))
+
+
+def _metric_values(scored: Scored, counts: np.ndarray, hits: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """metric_values with the run's hit matrices already built."""
     per_image = scored.per_image
     n = len(per_image)
     if counts.ndim != 2 or counts.shape[1] != n:
@@ -125,7 +130,7 @@ def metric_values(scored: Scored, counts: np.ndarray) -> dict[str, np.ndarray]:
     def percent(hits: np.ndarray) -> np.ndarray:  # float32 sums of 0/1 weights < 2**24 are exact integers
         return 100 * (weights @ hits.astype(np.float32)).astype(np.float64) / n
 
-    curves = {key: percent(hit) for key, hit in _hit_matrices(per_image).items()}
+    curves = {key: percent(hit) for key, hit in hits.items()}
     curves["gt_known_loc"] = curves["maxboxacc"]
     if scored.policy == "fixed":
         index = {key: _tau_index(per_image, scored.thresholds, key) for key in curves}
@@ -154,8 +159,12 @@ def _tau_index(per_image: PerImage, thresholds: dict[str, float], key: str) -> i
 
 def point_values(scored: Scored) -> dict[str, float]:
     """The metrics on the full set of images (percent)."""
+    return _point_values(scored, _hit_matrices(scored.per_image))
+
+
+def _point_values(scored: Scored, hits: dict[str, np.ndarray]) -> dict[str, float]:
     ones = np.ones((1, len(scored.per_image)), np.float32)
-    return {key: float(value[0]) for key, value in metric_values(scored, ones).items()}
+    return {key: float(value[0]) for key, value in _metric_values(scored, ones, hits).items()}
 
 
 # --------------------------------------------------------------------------- intervals and tests
@@ -186,8 +195,9 @@ def _aligned(arms: Sequence[Sequence[Scored]]) -> list[list[Scored]]:
 
 def arm_draws(
     arms: Sequence[Sequence[Scored]], resamples: int = RESAMPLES, seed: int = 0
-) -> tuple[list[dict[str, float]], list[dict[str, np.ndarray]]]:
-    """Per arm (one or more seeds of one configuration): point values (mean over seeds) and (B,) draws.
+) -> tuple[list[dict[str, float]], list[dict[str, np.ndarray]], list[list[dict[str, float]]]]:
+    """Per arm (one or more seeds of one configuration): point values (mean over seeds), (B,) draws, and
+    the point values of each of its runs.
 
     All arms share the same image resamples (every run aligned to the first run's image order); each arm's
     seeds are redrawn with replacement per resample.
@@ -198,26 +208,30 @@ def arm_draws(
     n = len(arms[0][0].per_image)
     counts = resample_counts(n, resamples, seed)
     seed_rng = np.random.default_rng([seed, 1])
-    points, draws = [], []
+    points, draws, run_points = [], [], []
     for arm in arms:
-        per_run = [metric_values(scored, counts) for scored in arm]
+        per_run, runs_points = [], []
+        for scored in arm:  # one run's hit matrices at a time, for its draws and its point values
+            hits = _hit_matrices(scored.per_image)
+            per_run.append(_metric_values(scored, counts, hits))
+            runs_points.append(_point_values(scored, hits))
         keys = [key for key in per_run[0] if all(key in run for run in per_run)]
         picks = seed_rng.integers(0, len(arm), size=(resamples, len(arm))) if len(arm) > 1 else None
         arm_draw = {}
         for key in keys:
             stacked = np.stack([run[key] for run in per_run], axis=1)  # (B, S)
             arm_draw[key] = stacked.mean(1) if picks is None else np.take_along_axis(stacked, picks, 1).mean(1)
-        runs_points = [point_values(scored) for scored in arm]
         points.append({key: float(np.mean([p[key] for p in runs_points])) for key in keys})
         draws.append(arm_draw)
-    return points, draws
+        run_points.append(runs_points)
+    return points, draws, run_points
 
 
 def intervals(scored: Scored | Sequence[Scored], resamples: int = RESAMPLES, seed: int = 0,
               level: float = LEVEL) -> dict[str, Interval]:
     """Every metric with its bootstrap interval (one run, or several seeds of one configuration)."""
     arm = [scored] if isinstance(scored, Scored) else list(scored)
-    (points,), (draws,) = arm_draws([arm], resamples, seed)
+    (points,), (draws,), _ = arm_draws([arm], resamples, seed)
     return {key: Interval(points[key], *percentiles(draws[key], level)) for key in points}
 
 
@@ -236,5 +250,5 @@ def compare(a: Scored | Sequence[Scored], b: Scored | Sequence[Scored], resample
             level: float = LEVEL) -> dict[str, Difference]:
     """Paired bootstrap of A − B per metric (each side one run or several seeds)."""
     arms = [[x] if isinstance(x, Scored) else list(x) for x in (a, b)]
-    points, draws = arm_draws(arms, resamples, seed)
+    points, draws, _ = arm_draws(arms, resamples, seed)
     return difference(points[0], draws[0], points[1], draws[1], level)

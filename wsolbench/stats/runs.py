@@ -21,7 +21,7 @@ from wsolbench.metrics import per_image
 from wsolbench.metrics.per_image import PER_IMAGE_FILE
 from wsolbench.results import find_runs
 
-from .bootstrap import RESAMPLES, Difference, Interval, Scored, arm_draws, difference, intervals, point_values
+from .bootstrap import RESAMPLES, Difference, Interval, Scored, arm_draws, difference, intervals
 
 METRIC_ORDER = ("maxboxaccv2", "maxboxacc", "gt_known_loc", "top1_loc", "top5_loc", "top1_cls", "top5_cls",
                 "maxboxaccv2_iou30", "maxboxaccv2_iou50", "maxboxaccv2_iou70")
@@ -138,12 +138,11 @@ class Comparison:
 def compare_arms(arms: list[Arm], resamples: int = RESAMPLES, seed: int = 0) -> Comparison:
     """Paired bootstrap of arm 0 against each other arm (same image resamples for all)."""
     try:
-        points, draws = arm_draws([arm.scored for arm in arms], resamples, seed)
+        points, draws, run_points = arm_draws([arm.scored for arm in arms], resamples, seed)
     except per_image.PerImageFileError as error:
         raise CompareError(str(error)) from None
     seed_std = []
-    for arm in arms:
-        values = [point_values(s) for s in arm.scored]
+    for values in run_points:
         seed_std.append({key: float(np.std([v[key] for v in values], ddof=1)) if len(values) > 1 else float("nan")
                          for key in points[0]})
     diffs = [difference(points[0], draws[0], points[k], draws[k]) for k in range(1, len(arms))]

@@ -14,12 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import yaml
 
 from wsolbench.errors import WsolbenchError
 from wsolbench.metrics import per_image
 from wsolbench.metrics.per_image import PER_IMAGE_FILE
-from wsolbench.results import find_runs
+from wsolbench.results import find_runs, saved_config
 
 from .bootstrap import RESAMPLES, Difference, Interval, Scored, arm_draws, difference, intervals
 
@@ -44,10 +43,8 @@ class Arm:
 
 def own_policy(run: Path) -> str:
     """The run's eval.threshold_policy from config.yaml ('oracle-test' when the file does not say)."""
-    path = run / "config.yaml"
-    if not path.is_file():
-        return "oracle-test"
-    return ((yaml.safe_load(path.read_text()) or {}).get("eval") or {}).get("threshold_policy", "oracle-test")
+    config = saved_config(run) or {}
+    return (config.get("eval") or {}).get("threshold_policy", "oracle-test")
 
 
 def entry_for(run: Path, policy: str) -> dict:
@@ -115,9 +112,10 @@ def arms_from_paths(paths: list[str | Path], policy: str | None = None) -> list[
         arm = arms.setdefault(label, Arm(label, [], [], []))
         for run in runs:
             if run not in arm.runs:
+                run_policy = policy or own_policy(run)
                 arm.runs.append(run)
-                arm.scored.append(load_scored(run, policy))
-                arm.policies.append(policy or own_policy(run))
+                arm.scored.append(load_scored(run, run_policy))
+                arm.policies.append(run_policy)
     if len(arms) < 2:
         raise CompareError("compare needs at least two configurations (runs that differ in more than the seed)")
     return list(arms.values())

@@ -88,16 +88,15 @@ def write_outputs(manifest: dict[str, Any], out: Path, style: TableStyle) -> Abl
     atomic_write_text(files[2], "\n".join(to_latex(t) for t in tables))
     figures = []
     for k, (study, table) in enumerate(zip(manifest["studies"], tables, strict=False)):
-        row_of = {id(cell): row for cell, row in zip(study["cells"], table.rows, strict=True)}
         metric = next((m for m in BAR_METRICS if any(c[1] == m for c in table.columns)), None)
         if metric is None:
             continue
         column = next(c for c in table.columns if c[1] == metric)
-        present = [r for r in table.rows if column in r.cells]
+        pairs = [(cell, row) for cell, row in zip(study["cells"], table.rows, strict=True) if column in row.cells]
+        present = [row for _, row in pairs]
         names = ["\n".join(f"{k}={v}" for k, v in zip(table.label_columns, r.labels, strict=True))
                  for r in present]
-        cells_with_runs = [c for c in study["cells"] if column in row_of[id(c)].cells]
-        widths = [half_width(c["runs"], metric) for c in cells_with_runs]
+        widths = [half_width(cell["runs"], metric) for cell, _ in pairs]
         errors = [w if w is not None else r.cells[column].std for w, r in zip(widths, present, strict=True)]
         bars = "95 % bootstrap interval" if all(w is not None for w in widths) else "seed std"
         figures.append(plots.bar_chart(

@@ -35,10 +35,7 @@ class Reference:
 def load_references(path: str | Path = REFERENCES_FILE) -> list[Reference]:
     """All published numbers in `path`, in file order; BadFileError names the group/row on bad input."""
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as error:
-        raise BadFileError(f"{path}: not valid YAML: {error}") from None
+    data = _read(path)
     if not isinstance(data, dict) or not isinstance(data.get("groups"), list):
         raise BadFileError(f"{path}: expected a mapping with a list under 'groups'")
     entries: list[Reference] = []
@@ -51,10 +48,7 @@ def published_names(path: str | Path = REFERENCES_FILE) -> dict[str, dict[str, s
     """{"methods": {...}, "backbones": {...}}: display names of published methods and backbones that no
     plugin implements (the file's `names` section); BadFileError when it is not two string mappings."""
     path = Path(path)
-    try:
-        names = (yaml.safe_load(path.read_text()) or {}).get("names") or {}
-    except yaml.YAMLError as error:
-        raise BadFileError(f"{path}: not valid YAML: {error}") from None
+    names = (_read(path) or {}).get("names") or {}
     out = {}
     for kind in ("methods", "backbones"):
         table = names.get(kind) or {}
@@ -62,6 +56,14 @@ def published_names(path: str | Path = REFERENCES_FILE) -> dict[str, dict[str, s
             raise BadFileError(f"{path}: names.{kind} must map ids to display names")
         out[kind] = {str(k): v for k, v in table.items()}
     return out
+
+
+def _read(path: Path) -> Any:
+    """The parsed YAML of a references file; BadFileError naming the file when it is not valid YAML."""
+    try:
+        return yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        raise BadFileError(f"{path}: not valid YAML: {error}") from None
 
 
 def _group_entries(group: Any, where: str) -> list[Reference]:

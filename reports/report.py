@@ -49,7 +49,7 @@ def build_report(runs_dir: str | Path, style: str = "paper", with_paper: bool = 
             tables.append(published)
         if not any(row.kind == "paper" for row in table.rows):
             table.notes.append("No published numbers for these datasets and methods; see the table below.")
-    honesty = thresholds.threshold_table(selected)
+    honesty = thresholds.threshold_table(selected, frame)
     markdown = "\n".join(to_markdown(t) for t in tables + ([honesty] if honesty is not None else []))
     out.mkdir(parents=True, exist_ok=True)
     files = [out / "table.md", out / "table.tex", out / "table.csv"]
@@ -63,7 +63,7 @@ def build_report(runs_dir: str | Path, style: str = "paper", with_paper: bool = 
         html.Section("Localization curves", figures=plots.boxacc_curves(curves, out)
                      + plots.pxprec_pxrec_curves(curves, out)),
         html.Section("Threshold choice: test (oracle) vs val", tables=[honesty] if honesty is not None else [],
-                     figures=thresholds.threshold_curves(selected, out)),
+                     figures=thresholds.threshold_curves(selected, curves, out)),
         html.Section("Qualitative examples", figures=plots.qualitative_grid(load_samples(selected), out)),
         html.Section("Training", figures=plots.training_curves(load_logs(selected), out)),
         html.Section("Few-shot and parameter-efficient", figures=plots.few_shot_curves(selected, out)

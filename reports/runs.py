@@ -17,11 +17,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import yaml
 
-from wsolbench.config import migrate_saved
 from wsolbench.errors import BadFileError, WsolbenchError
-from wsolbench.results import load_results
+from wsolbench.results import load_results, saved_config
 
 
 class NoRunsError(WsolbenchError, ValueError):
@@ -50,15 +48,11 @@ def load_run_frame(paths: list[str | Path]) -> pd.DataFrame:
 
 
 def _regime_settings(run: Path, regime: str) -> tuple[int, int, str | None]:
-    path = run / "config.yaml"
-    if not path.is_file():
+    config = saved_config(run)
+    if config is None:
         if regime in (None, "full"):
             return 0, 0, None
-        raise BadFileError(f"{path}: missing; a {regime} run needs it to tell its setting apart")
-    try:
-        config = migrate_saved(yaml.safe_load(path.read_text()) or {})
-    except yaml.YAMLError as error:
-        raise BadFileError(f"{path}: not valid YAML: {error}") from None
+        raise BadFileError(f"{run / 'config.yaml'}: missing; a {regime} run needs it to tell its setting apart")
     section = config.get("regime") or {}
     policy = (config.get("eval") or {}).get("threshold_policy")
     return int(section.get("shots", 0)), int(section.get("trainable_blocks", 0)), policy

@@ -8,13 +8,13 @@ the τ of its val entry (the same numbers, bit for bit). A run without a val spl
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pandas as pd
 
+from wsolbench.metrics.per_image import PER_IMAGE_FILE
 from wsolbench.stats.bootstrap import point_values
-from wsolbench.stats.runs import PER_IMAGE_FILE, CompareError, load_scored, val_thresholds
+from wsolbench.stats.runs import CompareError, load_scored, val_thresholds
 
 from . import plots
 from .runs import runs_of
@@ -25,12 +25,12 @@ PARTS = ("oracle τ", "val τ", "gap")
 STYLE = TableStyle("thresholds", None, display_names=True, bold=False)
 
 
-def run_values(run: Path, eval_protocol: str) -> dict[str, tuple[float, float | None]]:
-    """metric → (oracle-test value, val-selected value or None) on test for one run."""
-    entries = [e for e in json.loads((run / "metrics.json").read_text())["results"]
-               if e["split"] == "test" and e["eval_protocol"] == eval_protocol]
-    oracle = next((e["metrics"] for e in entries if e["threshold_policy"] == "oracle-test"), {})
-    chosen = next((e["metrics"] for e in entries if e["threshold_policy"] == "val"), None)
+def run_values(entries: pd.DataFrame, run: Path, eval_protocol: str) -> dict[str, tuple[float, float | None]]:
+    """metric → (oracle-test value, val-selected value or None) on test for one run, from its rows of
+    load_run_frame (`entries`)."""
+    test = entries[(entries["split"] == "test") & (entries["eval_protocol"] == eval_protocol)]
+    oracle = _first_entry(test, "oracle-test") or {}
+    chosen = _first_entry(test, "val")
     if chosen is None and (run / PER_IMAGE_FILE).is_file():
         try:
             chosen = point_values(load_scored(run, "val"))
@@ -40,13 +40,21 @@ def run_values(run: Path, eval_protocol: str) -> dict[str, tuple[float, float | 
             for key, value in oracle.items()}
 
 
-def threshold_table(selected: pd.DataFrame) -> Table | None:
-    """Rows = runs (method, backbone, variant, seed); per dataset and metric: oracle, val, gap."""
+def _first_entry(test: pd.DataFrame, policy: str) -> dict[str, object] | None:
+    """metric → value of the run's first test entry under `policy` (rows in metrics.json order); None without one."""
+    rows = test[test["threshold_policy"] == policy].drop_duplicates("metric")
+    return dict(zip(rows["metric"], rows["value"], strict=True)) if len(rows) else None
+
+
+def threshold_table(selected: pd.DataFrame, frame: pd.DataFrame) -> Table | None:
+    """Rows = runs (method, backbone, variant, seed); per dataset and metric: oracle, val, gap. `frame` is
+    load_run_frame's (every entry of the runs; `selected` holds one per run)."""
     rows, present = [], set()
     runs = runs_of(selected)
     several = runs["experiment"].nunique() > 1
+    by_run = dict(tuple(frame.groupby("run_dir", sort=False)))
     for run in runs.itertuples(index=False):
-        values = run_values(Path(run.run_dir), run.eval_protocol)
+        values = run_values(by_run[run.run_dir], Path(run.run_dir), run.eval_protocol)
         labels = [plots.label(run.method, run.backbone, run.variant), str(run.seed)]
         labels = [str(run.experiment), *labels] if several else labels
         row = Row(run.method, None, labels=labels)
@@ -72,10 +80,15 @@ def threshold_table(selected: pd.DataFrame) -> Table | None:
         "τ on the evaluated images."])
 
 
-def threshold_curves(selected: pd.DataFrame, out_dir: Path, max_runs: int = 6) -> list[Path]:
+def threshold_curves(selected: pd.DataFrame, curves: pd.DataFrame, out_dir: Path, max_runs: int = 6
+                     ) -> list[Path]:
     """Per dataset: the test BoxAcc curve at IoU ≥ 50 % (the MaxBoxAcc curve) of each run (up to
-    `max_runs`, lowest seeds first), with the oracle τ (solid) and the val-chosen τ (dashed) marked."""
+    `max_runs`, lowest seeds first), with the oracle τ (solid) and the val-chosen τ (dashed) marked.
+    `curves` is runs.load_curves(selected)."""
     written = []
+    if curves.empty:
+        return written
+    boxacc = curves[(curves["curve"] == "boxacc") & (curves["iou_threshold"] == 50)]
     runs = runs_of(selected).sort_values(["seed"], kind="stable").drop_duplicates(
         ["experiment", "dataset", "method", "backbone", "variant"])
     for dataset, group in runs.groupby("dataset"):
@@ -83,13 +96,7 @@ def threshold_curves(selected: pd.DataFrame, out_dir: Path, max_runs: int = 6) -
         drawn = 0
         for run in group.head(max_runs).itertuples(index=False):
             path = Path(run.run_dir)
-            if not (path / "curves.csv").is_file():
-                continue
-            curves = pd.read_csv(path / "curves.csv")
-            curve = curves[(curves["split"] == "test") & (curves["eval_protocol"] == run.eval_protocol)
-                           & (curves["curve"] == "boxacc") & (curves["iou_threshold"] == 50)]
-            if "threshold_policy" in curve:
-                curve = curve[curve["threshold_policy"] == "oracle-test"]
+            curve = boxacc[boxacc["run_dir"] == run.run_dir]
             if curve.empty:
                 continue
             line = ax.plot(curve["threshold"], curve["value"], label=plots.label(run.method, run.backbone,

@@ -12,17 +12,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
-from wsolbench.stats.bootstrap import Scored, arm_draws, p_value
-from wsolbench.stats.runs import PER_IMAGE_FILE, load_scored
+from wsolbench.metrics.per_image import PER_IMAGE_FILE
+from wsolbench.stats.bootstrap import RESAMPLES, Scored, arm_draws, p_value, percentiles
+from wsolbench.stats.bootstrap import intervals as bootstrap_intervals
+from wsolbench.stats.runs import load_scored
 
 from .tables import TIE_MARK, Table
 
 ALPHA = 0.05
-RESAMPLES = 1000
-LEVEL = 0.95
 
 
 def _row_key(experiment: object, method: object, backbone: object, variant: object) -> tuple:
@@ -59,10 +58,7 @@ def annotate(table: Table, selected: pd.DataFrame, intervals: bool, resamples: i
         if not usable:
             continue
         keys = list(usable)
-        ids = usable[keys[0]][0].per_image.image_ids
-        aligned = [[Scored(s.per_image.aligned_to(ids, "report"), s.policy, s.thresholds) for s in usable[k]]
-                   for k in keys]
-        points, draws = arm_draws(aligned, resamples, seed)
+        points, draws, _ = arm_draws([usable[k] for k in keys], resamples, seed)
         rows = {(r.experiment, r.method, r.backbone, r.variant): r for r in table.rows if r.kind == "ours"}
         for column in [c for c in table.columns if c[0] == dataset]:
             metric = column[1]
@@ -73,8 +69,8 @@ def annotate(table: Table, selected: pd.DataFrame, intervals: bool, resamples: i
             best = max(present, key=lambda k: round(points[k][metric], table.decimals))
             for k in present:
                 cell = rows[keys[k]].cells[column]
-                low, high = np.quantile(draws[k][metric], [(1 - LEVEL) / 2, (1 + LEVEL) / 2])
-                cell.half_width = float(high - low) / 2
+                low, high = percentiles(draws[k][metric])
+                cell.half_width = (high - low) / 2
                 if k != best:
                     cell.tied = p_value(draws[best][metric] - draws[k][metric]) >= ALPHA
     notes = [f"{TIE_MARK}: not significantly different from the best value of its column (paired bootstrap over "
@@ -97,11 +93,5 @@ def half_width(runs: list[str | Path], metric: str, policies: list[str | None] |
         return None
     policies = policies or [None] * len(runs)
     arm = [load_scored(run, policy) for run, policy in zip(runs, policies, strict=True)]
-    ids = arm[0].per_image.image_ids
-    arm = [Scored(s.per_image.aligned_to(ids, str(run)), s.policy, s.thresholds) for s, run in zip(arm, runs,
-                                                                                                     strict=True)]
-    _, draws = arm_draws([arm], resamples, seed)
-    if metric not in draws[0]:
-        return None
-    low, high = np.quantile(draws[0][metric], [(1 - LEVEL) / 2, (1 + LEVEL) / 2])
-    return float(high - low) / 2
+    interval = bootstrap_intervals(arm, resamples, seed).get(metric)
+    return None if interval is None else interval.half_width

@@ -8,7 +8,7 @@ import shutil
 import pytest
 from engine_toy import TOY, make_dataset, overrides
 from wsolbench.reports.report import build_report
-from wsolbench.reports.runs import load_run_frame
+from wsolbench.reports.runs import load_curves, load_run_frame
 from wsolbench.reports.tables import PAPER, TIE_MARK, build_table, select_entries, to_latex, to_markdown
 from wsolbench.reports.thresholds import run_values, threshold_curves, threshold_table
 from wsolbench.reports.uncertainty import annotate, half_width
@@ -52,7 +52,7 @@ def test_marks_and_half_widths_follow_the_paired_bootstrap(runs):
 
 def test_threshold_table_oracle_val_and_gap(runs, tmp_path):
     selected = select_entries(load_run_frame([runs[0].parents[2]]))
-    table = threshold_table(selected)
+    table = threshold_table(selected, load_run_frame([runs[0].parents[2]]))
     entries = json.loads((runs[0] / "metrics.json").read_text())["results"]
     oracle = next(e for e in entries if e["split"] == "test" and e["threshold_policy"] == "oracle-test")
     frozen = next(e for e in entries if e["split"] == "test" and e["threshold_policy"] == "val")
@@ -68,10 +68,10 @@ def test_threshold_table_oracle_val_and_gap(runs, tmp_path):
     data = json.loads((copy / "metrics.json").read_text())
     data["results"] = [e for e in data["results"] if e["threshold_policy"] != "val"]
     (copy / "metrics.json").write_text(json.dumps(data))
-    values = run_values(copy, "wsolevaluation")
+    values = run_values(load_run_frame([copy]), copy, "wsolevaluation")
     assert values["maxboxaccv2"][1] == pytest.approx(frozen["metrics"]["maxboxaccv2"], abs=1e-9)
     assert values["top1_loc"][1] == pytest.approx(point_values(load_scored(runs[0], "val"))["top1_loc"])
-    (png,) = threshold_curves(selected, tmp_path)
+    (png,) = threshold_curves(selected, load_curves(selected), tmp_path)
     assert png.is_file() and png.with_suffix(".pdf").is_file()
 
 

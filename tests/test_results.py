@@ -14,7 +14,9 @@ import pytest
 import torch
 
 from wsolbench.engine.checkpoint import save_checkpoint
-from wsolbench.results import RESULT_COLUMNS, RunDir, RunLockedError, load_results, run_path
+from wsolbench.errors import BadFileError
+from wsolbench.results import RESULT_COLUMNS, RunDir, RunLockedError, load_results, run_path, saved_config
+from wsolbench.stats.runs import own_policy
 
 
 def _metrics(method: str, seed: int, value: float) -> dict:
@@ -192,3 +194,13 @@ def test_text_outputs_honour_the_umask(tmp_path, umask, mode) -> None:
     assert len(written) == 6
     for path in written:
         assert oct(path.stat().st_mode & 0o777) == oct(mode), path
+
+
+def test_saved_config_migrates_old_keys_and_names_a_bad_file(tmp_path):
+    assert saved_config(tmp_path) is None and own_policy(tmp_path) == "oracle-test"
+    (tmp_path / "config.yaml").write_text("protocol: few_shot\neval: {threshold_policy: val}\n")
+    assert saved_config(tmp_path) == {"regime": "few_shot", "eval": {"threshold_policy": "val"}}
+    assert own_policy(tmp_path) == "val"
+    (tmp_path / "config.yaml").write_text("eval: [unclosed\n")
+    with pytest.raises(BadFileError, match=r"config\.yaml: not valid YAML"):
+        own_policy(tmp_path)

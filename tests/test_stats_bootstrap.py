@@ -120,3 +120,14 @@ def test_seeds_add_their_spread():
     assert both.high - both.low > one.high - one.low
     with pytest.raises(ValueError, match="same images"):
         compare(Scored(make(base)), Scored(make(base[:10])))
+
+
+def test_runs_in_another_image_order_are_aligned_to_the_first():
+    rng = np.random.default_rng(2)
+    a, b = rng.random((80, 3)), rng.random((80, 3))
+    order = rng.permutation(80)
+    shuffled = Scored(make(b).subset(order))
+    assert compare(Scored(make(a)), shuffled, resamples=200) == compare(Scored(make(a)), Scored(make(b)),
+                                                                        resamples=200)
+    with pytest.raises(ValueError, match=r"^run-b: evaluated on other images .*same images"):
+        compare(Scored(make(a)), Scored(make(b[:79]), source="run-b"))

@@ -32,10 +32,12 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import yaml
 from filelock import FileLock, Timeout
 
 from wsolbench.atomic import atomic_write_text
-from wsolbench.errors import WsolbenchError
+from wsolbench.config import migrate_saved
+from wsolbench.errors import BadFileError, WsolbenchError
 
 RUN_KEYS = ("experiment", "dataset", "method", "backbone", "regime", "seed", "trainable_params")
 RENAMED_RUN_KEYS = {"protocol": "regime"}  # metrics.json written before the rename: old key → new key
@@ -184,6 +186,18 @@ def find_runs(paths: Iterable[str | Path]) -> list[Path]:
             found.add(path)
         found.update(p.parent for p in path.rglob("metrics.json"))
     return sorted(found)
+
+
+def saved_config(run: str | Path) -> dict[str, Any] | None:
+    """The run's config.yaml with keys saved under an old name read under the new one (config.migrate_saved);
+    None when the run has no config.yaml; BadFileError naming the file when it is not valid YAML."""
+    path = Path(run) / "config.yaml"
+    if not path.is_file():
+        return None
+    try:
+        return migrate_saved(yaml.safe_load(path.read_text()) or {})
+    except yaml.YAMLError as error:
+        raise BadFileError(f"{path}: not valid YAML: {error}") from None
 
 
 def load_results(paths: Iterable[str | Path]) -> pd.DataFrame:

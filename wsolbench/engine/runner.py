@@ -49,6 +49,7 @@ from wsolbench.engine.loaders import WSOLDataset, train_transform
 from wsolbench.engine.regimes import count_trainable, per_class_subset, trainable_groups, training_images
 from wsolbench.engine.train import Trainer, amp_dtype, micro_batch_size
 from wsolbench.errors import MissingFileError, RunConflictError, WsolbenchError
+from wsolbench.metrics.per_image import PER_IMAGE_FILE
 from wsolbench.metrics.per_image import save as save_per_image
 from wsolbench.prepared_dataset import PreparedDataset, open_dataset
 from wsolbench.registry import DATASETS, METHODS
@@ -403,7 +404,7 @@ def evaluate_into(
     samples = qualitative_samples(model, prepared, test_meta, config, info.device, float(tau))
     atomic_write(run.path / "samples.npz", lambda handle: np.savez_compressed(handle, **samples))
     if per_image is not None:
-        save_per_image(per_image, run.path / "per_image.npz")
+        save_per_image(per_image, run.path / PER_IMAGE_FILE)
     run.write_json("metrics.json", metrics)  # last: its presence marks a finished run
 
 

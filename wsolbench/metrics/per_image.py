@@ -24,6 +24,7 @@ from wsolbench.atomic import atomic_write
 from wsolbench.errors import WsolbenchError
 
 FORMAT_VERSION = 1
+PER_IMAGE_FILE = "per_image.npz"  # the file's name in a run folder
 GRID = 10000
 _GRID_VALUES = np.arange(GRID + 1, dtype=np.float64) / GRID
 NO_CLASS = -1

@@ -18,24 +18,27 @@ With several seeds per side, each resample also redraws the seeds of each side w
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
-from wsolbench.metrics.per_image import PerImage, above, at_least
+from wsolbench.metrics.per_image import PerImage, PerImageFileError, above, at_least
 
 POLICIES = ("oracle-test", "fixed")
 BLOCK = 64  # resamples drawn per block (bounds memory for ILSVRC-size inputs)
 LEVEL = 0.95
+RESAMPLES = 1000
 
 
 @dataclass(frozen=True)
 class Scored:
-    """Per-image results with the threshold policy to score them under ('fixed': τ per metric)."""
+    """Per-image results with the threshold policy to score them under ('fixed': τ per metric), and where
+    they come from (a run folder; named in errors)."""
 
     per_image: PerImage
     policy: str = "oracle-test"
     thresholds: dict[str, float] | None = None
+    source: str = ""
 
     def __post_init__(self) -> None:
         if self.policy not in POLICIES:
@@ -113,6 +116,11 @@ def metric_values(scored: Scored, counts: np.ndarray) -> dict[str, np.ndarray]:
     The keys and values equal BoxAccumulator.result for the same images, policy and τ (a row of
     ones gives exactly the full-set result).
     """
+    return _metric_values(scored, counts, _hit_matrices(scored.per_image))
+
+
+def _metric_values(scored: Scored, counts: np.ndarray, hits: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """metric_values with the run's hit matrices already built."""
     per_image = scored.per_image
     n = len(per_image)
     if counts.ndim != 2 or counts.shape[1] != n:
@@ -122,7 +130,7 @@ def metric_values(scored: Scored, counts: np.ndarray) -> dict[str, np.ndarray]:
     def percent(hits: np.ndarray) -> np.ndarray:  # float32 sums of 0/1 weights < 2**24 are exact integers
         return 100 * (weights @ hits.astype(np.float32)).astype(np.float64) / n
 
-    curves = {key: percent(hit) for key, hit in _hit_matrices(per_image).items()}
+    curves = {key: percent(hit) for key, hit in hits.items()}
     curves["gt_known_loc"] = curves["maxboxacc"]
     if scored.policy == "fixed":
         index = {key: _tau_index(per_image, scored.thresholds, key) for key in curves}
@@ -151,14 +159,19 @@ def _tau_index(per_image: PerImage, thresholds: dict[str, float], key: str) -> i
 
 def point_values(scored: Scored) -> dict[str, float]:
     """The metrics on the full set of images (percent)."""
+    return _point_values(scored, _hit_matrices(scored.per_image))
+
+
+def _point_values(scored: Scored, hits: dict[str, np.ndarray]) -> dict[str, float]:
     ones = np.ones((1, len(scored.per_image)), np.float32)
-    return {key: float(value[0]) for key, value in metric_values(scored, ones).items()}
+    return {key: float(value[0]) for key, value in _metric_values(scored, ones, hits).items()}
 
 
 # --------------------------------------------------------------------------- intervals and tests
 
 
-def _percentiles(draws: np.ndarray, level: float) -> tuple[float, float]:
+def percentiles(draws: np.ndarray, level: float = LEVEL) -> tuple[float, float]:
+    """The percentile interval (low, high) of bootstrap draws at `level`."""
     low, high = np.quantile(draws, [(1 - level) / 2, (1 + level) / 2])
     return float(low), float(high)
 
@@ -170,48 +183,56 @@ def p_value(differences: np.ndarray) -> float:
     return min(1.0, 2 * min(below + 1, above_zero + 1) / (len(differences) + 1))
 
 
-def _check_same_images(arms: Sequence[Sequence[Scored]]) -> np.ndarray:
+def _aligned(arms: Sequence[Sequence[Scored]]) -> list[list[Scored]]:
+    """Every run reordered to the first run's image ids; PerImageFileError naming a run evaluated on other images."""
     ids = arms[0][0].per_image.image_ids
-    for arm in arms:
-        for scored in arm:
-            if not np.array_equal(scored.per_image.image_ids, ids):
-                raise ValueError("paired resampling needs every run evaluated on the same images, in the same order")
-    return ids
+    try:
+        return [[replace(scored, per_image=scored.per_image.aligned_to(ids, scored.source or f"arm {a}, run {r}"))
+                 for r, scored in enumerate(arm)] for a, arm in enumerate(arms)]
+    except PerImageFileError as error:
+        raise PerImageFileError(f"{error}; paired resampling needs every run evaluated on the same images") from None
 
 
 def arm_draws(
-    arms: Sequence[Sequence[Scored]], resamples: int = 1000, seed: int = 0
-) -> tuple[list[dict[str, float]], list[dict[str, np.ndarray]]]:
-    """Per arm (one or more seeds of one configuration): point values (mean over seeds) and (B,) draws.
+    arms: Sequence[Sequence[Scored]], resamples: int = RESAMPLES, seed: int = 0
+) -> tuple[list[dict[str, float]], list[dict[str, np.ndarray]], list[list[dict[str, float]]]]:
+    """Per arm (one or more seeds of one configuration): point values (mean over seeds), (B,) draws, and
+    the point values of each of its runs.
 
-    All arms share the same image resamples; each arm's seeds are redrawn with replacement per resample.
+    All arms share the same image resamples (every run aligned to the first run's image order); each arm's
+    seeds are redrawn with replacement per resample.
     """
     if not arms or any(not arm for arm in arms):
         raise ValueError("every arm needs at least one run")
-    n = len(_check_same_images(arms))
+    arms = _aligned(arms)
+    n = len(arms[0][0].per_image)
     counts = resample_counts(n, resamples, seed)
     seed_rng = np.random.default_rng([seed, 1])
-    points, draws = [], []
+    points, draws, run_points = [], [], []
     for arm in arms:
-        per_run = [metric_values(scored, counts) for scored in arm]
+        per_run, runs_points = [], []
+        for scored in arm:  # one run's hit matrices at a time, for its draws and its point values
+            hits = _hit_matrices(scored.per_image)
+            per_run.append(_metric_values(scored, counts, hits))
+            runs_points.append(_point_values(scored, hits))
         keys = [key for key in per_run[0] if all(key in run for run in per_run)]
         picks = seed_rng.integers(0, len(arm), size=(resamples, len(arm))) if len(arm) > 1 else None
         arm_draw = {}
         for key in keys:
             stacked = np.stack([run[key] for run in per_run], axis=1)  # (B, S)
             arm_draw[key] = stacked.mean(1) if picks is None else np.take_along_axis(stacked, picks, 1).mean(1)
-        runs_points = [point_values(scored) for scored in arm]
         points.append({key: float(np.mean([p[key] for p in runs_points])) for key in keys})
         draws.append(arm_draw)
-    return points, draws
+        run_points.append(runs_points)
+    return points, draws, run_points
 
 
-def intervals(scored: Scored | Sequence[Scored], resamples: int = 1000, seed: int = 0,
+def intervals(scored: Scored | Sequence[Scored], resamples: int = RESAMPLES, seed: int = 0,
               level: float = LEVEL) -> dict[str, Interval]:
     """Every metric with its bootstrap interval (one run, or several seeds of one configuration)."""
     arm = [scored] if isinstance(scored, Scored) else list(scored)
-    (points,), (draws,) = arm_draws([arm], resamples, seed)
-    return {key: Interval(points[key], *_percentiles(draws[key], level)) for key in points}
+    (points,), (draws,), _ = arm_draws([arm], resamples, seed)
+    return {key: Interval(points[key], *percentiles(draws[key], level)) for key in points}
 
 
 def difference(points_a: dict[str, float], draws_a: dict[str, np.ndarray], points_b: dict[str, float],
@@ -221,13 +242,13 @@ def difference(points_a: dict[str, float], draws_a: dict[str, np.ndarray], point
     for key in points_a:
         if key in points_b:
             delta = draws_a[key] - draws_b[key]
-            out[key] = Difference(points_a[key] - points_b[key], *_percentiles(delta, level), p_value(delta))
+            out[key] = Difference(points_a[key] - points_b[key], *percentiles(delta, level), p_value(delta))
     return out
 
 
-def compare(a: Scored | Sequence[Scored], b: Scored | Sequence[Scored], resamples: int = 1000, seed: int = 0,
+def compare(a: Scored | Sequence[Scored], b: Scored | Sequence[Scored], resamples: int = RESAMPLES, seed: int = 0,
             level: float = LEVEL) -> dict[str, Difference]:
     """Paired bootstrap of A − B per metric (each side one run or several seeds)."""
     arms = [[x] if isinstance(x, Scored) else list(x) for x in (a, b)]
-    points, draws = arm_draws(arms, resamples, seed)
+    points, draws, _ = arm_draws(arms, resamples, seed)
     return difference(points[0], draws[0], points[1], draws[1], level)

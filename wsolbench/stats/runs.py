@@ -14,15 +14,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import yaml
 
 from wsolbench.errors import WsolbenchError
 from wsolbench.metrics import per_image
-from wsolbench.results import find_runs
+from wsolbench.metrics.per_image import PER_IMAGE_FILE
+from wsolbench.results import find_runs, saved_config
 
-from .bootstrap import Difference, Interval, Scored, arm_draws, difference, intervals, point_values
+from .bootstrap import RESAMPLES, Difference, Interval, Scored, arm_draws, difference, intervals
 
-PER_IMAGE_FILE = "per_image.npz"
 METRIC_ORDER = ("maxboxaccv2", "maxboxacc", "gt_known_loc", "top1_loc", "top5_loc", "top1_cls", "top5_cls",
                 "maxboxaccv2_iou30", "maxboxaccv2_iou50", "maxboxaccv2_iou70")
 SEED_SUFFIX = re.compile(r"-seed\d+$")
@@ -44,10 +43,8 @@ class Arm:
 
 def own_policy(run: Path) -> str:
     """The run's eval.threshold_policy from config.yaml ('oracle-test' when the file does not say)."""
-    path = run / "config.yaml"
-    if not path.is_file():
-        return "oracle-test"
-    return ((yaml.safe_load(path.read_text()) or {}).get("eval") or {}).get("threshold_policy", "oracle-test")
+    config = saved_config(run) or {}
+    return (config.get("eval") or {}).get("threshold_policy", "oracle-test")
 
 
 def entry_for(run: Path, policy: str) -> dict:
@@ -80,15 +77,16 @@ def load_scored(run: Path, policy: str | None = None) -> Scored:
         )
     results = per_image.load(path)
     if policy == "oracle-test":
-        return Scored(results)
+        return Scored(results, source=str(run))
     if policy == "val":
-        return Scored(results, "fixed", val_thresholds(run))
+        return Scored(results, "fixed", val_thresholds(run), str(run))
     if policy == "fixed":
-        return Scored(results, "fixed", {k: float(v) for k, v in entry_for(run, "fixed")["thresholds"].items()})
+        return Scored(results, "fixed", {k: float(v) for k, v in entry_for(run, "fixed")["thresholds"].items()},
+                      str(run))
     raise CompareError(f"unknown threshold policy {policy!r}; valid: oracle-test, val, fixed")
 
 
-def run_intervals(run: Path, policy: str | None = None, resamples: int = 1000, seed: int = 0
+def run_intervals(run: Path, policy: str | None = None, resamples: int = RESAMPLES, seed: int = 0
                   ) -> dict[str, Interval] | None:
     """Every metric of the run with its 95 % bootstrap interval; None when it has no per-image results."""
     if not (run / PER_IMAGE_FILE).is_file():
@@ -114,27 +112,13 @@ def arms_from_paths(paths: list[str | Path], policy: str | None = None) -> list[
         arm = arms.setdefault(label, Arm(label, [], [], []))
         for run in runs:
             if run not in arm.runs:
+                run_policy = policy or own_policy(run)
                 arm.runs.append(run)
-                arm.scored.append(load_scored(run, policy))
-                arm.policies.append(policy or own_policy(run))
+                arm.scored.append(load_scored(run, run_policy))
+                arm.policies.append(run_policy)
     if len(arms) < 2:
         raise CompareError("compare needs at least two configurations (runs that differ in more than the seed)")
     return list(arms.values())
-
-
-def _aligned(arms: list[Arm]) -> list[list[Scored]]:
-    ids = arms[0].scored[0].per_image.image_ids
-    out = []
-    for arm in arms:
-        row = []
-        for run, scored in zip(arm.runs, arm.scored, strict=True):
-            try:
-                aligned = scored.per_image.aligned_to(ids, str(run))
-            except per_image.PerImageFileError as error:
-                raise CompareError(str(error)) from None
-            row.append(Scored(aligned, scored.policy, scored.thresholds))
-        out.append(row)
-    return out
 
 
 @dataclass
@@ -149,12 +133,14 @@ class Comparison:
     seed: int
 
 
-def compare_arms(arms: list[Arm], resamples: int = 1000, seed: int = 0) -> Comparison:
+def compare_arms(arms: list[Arm], resamples: int = RESAMPLES, seed: int = 0) -> Comparison:
     """Paired bootstrap of arm 0 against each other arm (same image resamples for all)."""
-    points, draws = arm_draws(_aligned(arms), resamples, seed)
+    try:
+        points, draws, run_points = arm_draws([arm.scored for arm in arms], resamples, seed)
+    except per_image.PerImageFileError as error:
+        raise CompareError(str(error)) from None
     seed_std = []
-    for arm in arms:
-        values = [point_values(s) for s in arm.scored]
+    for values in run_points:
         seed_std.append({key: float(np.std([v[key] for v in values], ddof=1)) if len(values) > 1 else float("nan")
                          for key in points[0]})
     diffs = [difference(points[0], draws[0], points[k], draws[k]) for k in range(1, len(arms))]

@@ -40,7 +40,6 @@ from wsolbench.config import migrate_saved
 from wsolbench.errors import BadFileError, WsolbenchError
 
 RUN_KEYS = ("experiment", "dataset", "method", "backbone", "regime", "seed", "trainable_params")
-RENAMED_RUN_KEYS = {"protocol": "regime"}  # metrics.json written before the rename: old key → new key
 ENTRY_KEYS = ("split", "eval_protocol", "threshold_policy", "checkpoint")
 RESULT_COLUMNS = ["run_dir", *RUN_KEYS, *ENTRY_KEYS, "metric", "value"]
 
@@ -201,7 +200,7 @@ def saved_config(run: str | Path) -> dict[str, Any] | None:
 
 
 def load_results(paths: Iterable[str | Path]) -> pd.DataFrame:
-    """One row per (run, result entry, metric), columns RESULT_COLUMNS; raises on a malformed file.
+    """One row per (run, result entry, metric), columns RESULT_COLUMNS; BadFileError names a malformed file.
 
     A metrics.json written before the rename holds the training regime under `protocol`; it is read as `regime`.
     """
@@ -211,17 +210,15 @@ def load_results(paths: Iterable[str | Path]) -> pd.DataFrame:
         try:
             data = json.loads(path.read_text())
         except json.JSONDecodeError as error:
-            raise ValueError(f"{path}: not valid JSON: {error}") from None
+            raise BadFileError(f"{path}: not valid JSON: {error}") from None
         for key in ("method", "dataset", "results"):
             if key not in data:
-                raise ValueError(f"{path}: missing key {key!r}")
-        for old, new in RENAMED_RUN_KEYS.items():
-            if old in data and new not in data:
-                data[new] = data.pop(old)
+                raise BadFileError(f"{path}: missing key {key!r}")
+        data = migrate_saved(data)  # `protocol` (before the rename) is the regime
         base = {"run_dir": str(run), **{k: data.get(k) for k in RUN_KEYS}}
         for i, entry in enumerate(data["results"]):
             if "metrics" not in entry:
-                raise ValueError(f"{path}: results[{i}] has no 'metrics'")
+                raise BadFileError(f"{path}: results[{i}] has no 'metrics'")
             info = {k: entry.get(k) for k in ENTRY_KEYS}
             for metric, value in entry["metrics"].items():
                 rows.append({**base, **info, "metric": metric, "value": value})

@@ -28,7 +28,6 @@ from wsolbench.config import (
     Override,
     config_changes,
     dump,
-    migrate_saved,
     resolve,
     to_dict,
 )
@@ -53,7 +52,7 @@ from wsolbench.metrics.per_image import PER_IMAGE_FILE
 from wsolbench.metrics.per_image import save as save_per_image
 from wsolbench.prepared_dataset import PreparedDataset, open_dataset
 from wsolbench.registry import DATASETS, METHODS
-from wsolbench.results import RunDir, run_path
+from wsolbench.results import RunDir, run_path, saved_config
 from wsolbench.weights import fetch_pretrained
 
 DEFAULT_RUN = Path(__file__).with_name("default_run.yaml")
@@ -203,7 +202,7 @@ def _run_mode(run: RunDir, config: ExperimentConfig, resume: bool) -> str:
     finished = (run.path / "metrics.json").is_file()
     if not saved_path.is_file() or not (finished or (run.checkpoints / "last.pt").is_file()):
         return "fresh"
-    diff = config_changes(migrate_saved(yaml.safe_load(saved_path.read_text())), to_dict(config))
+    diff = config_changes(saved_config(run.path), to_dict(config))
     if diff:
         changes = "\n  ".join(diff)
         raise RunConflictError(

@@ -62,6 +62,15 @@ def _check_thresholds(thresholds: Any) -> np.ndarray:
     return thresholds
 
 
+def threshold_index(thresholds: np.ndarray, tau: float, among: str = "the accumulator's thresholds") -> int:
+    """Index of the first of `thresholds` within 1e-9 (absolute) of a fixed τ; BadValueError
+    "fixed threshold τ is not among <among>" if there is none. Shared by the accumulators and stats."""
+    match = np.flatnonzero(np.isclose(thresholds, tau, rtol=0, atol=1e-9))
+    if len(match) == 0:
+        raise BadValueError(f"fixed threshold {tau} is not among {among}")
+    return int(match[0])
+
+
 def _frame(columns: dict[str, Any]) -> pd.DataFrame:
     import pandas as pd
 
@@ -110,14 +119,8 @@ class _Counts:
         if fixed is None:
             raise ValueError("policy 'fixed' needs fixed_thresholds (a τ, a list of τ, or metric → τ)")
         if isinstance(fixed, dict):
-            return {key: self._index(tau) for key, tau in fixed.items()}
-        return np.asarray([self._index(tau) for tau in np.atleast_1d(fixed)])
-
-    def _index(self, tau: float) -> int:
-        match = np.flatnonzero(np.isclose(self.thresholds, tau, rtol=0, atol=1e-9))
-        if len(match) == 0:
-            raise BadValueError(f"fixed threshold {tau} is not among the accumulator's thresholds")
-        return int(match[0])
+            return {key: threshold_index(self.thresholds, tau) for key, tau in fixed.items()}
+        return np.asarray([threshold_index(self.thresholds, tau) for tau in np.atleast_1d(fixed)])
 
 
 class BoxAccumulator(_Counts):

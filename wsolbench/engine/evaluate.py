@@ -116,7 +116,7 @@ def accumulate(
         localization = model.localize(images, class_ids=labels)
         maps = localization.maps.float().cpu()
         if masks:
-            accumulator.update(maps, batch["mask"].numpy())
+            accumulator.update(maps, batch["mask"].numpy(), names=batch["image_id"])
             continue
         logits = localization.logits
         if crops is not None:
@@ -124,9 +124,8 @@ def accumulate(
             flat = model(views.flatten(0, 1)).logits.float()
             logits = flat.softmax(-1).view(len(labels), views.shape[1], -1).mean(1)
         top1_maps = top1_class_maps(model, images, labels, logits, maps) if protocol.box_map == "top1_class" else None
-        top1 = None if top1_maps is None else normalize_maps(protocol, top1_maps)
-        accumulator.update_normalized(normalize_maps(protocol, maps), batch["boxes"], labels.cpu(),
-                                    logits.float().cpu(), names=batch["image_id"], top1_normalized=top1)
+        accumulator.update(maps, batch["boxes"], labels.cpu(), logits.float().cpu(), names=batch["image_id"],
+                           top1_maps=top1_maps)
     model.train(was_training)
     accumulator.reduce(lambda counts: all_reduce_sum_(counts, info))
     return accumulator

@@ -182,16 +182,25 @@ class BoxAccumulator(_Counts):
         ))
 
     def update(
-        self, maps: Any, gt_boxes: Sequence[Any], labels: Any, logits: Any = None, top1_maps: Any = None
+        self,
+        maps: Any,
+        gt_boxes: Sequence[Any],
+        labels: Any,
+        logits: Any = None,
+        names: Sequence[str] | None = None,
+        top1_maps: Any = None,
     ) -> None:
         """Add a batch of RAW method maps (B, h, w); they are normalized as the protocol says (maps.py).
 
-        `top1_maps`: the raw maps of each image's top-1 predicted class, needed (with logits) when the
-        protocol reads its box metrics from them (box_map 'top1_class'); only images whose
-        prediction is wrong use them, since elsewhere they equal `maps`.
+        `names` (the image ids) label errors. `top1_maps`: the raw maps of each image's top-1
+        predicted class, needed (with logits) when the protocol reads its box metrics from them
+        (box_map 'top1_class'); only images whose prediction is wrong use them, since elsewhere they
+        equal `maps`.
         """
         top1 = None if top1_maps is None else normalize_maps(self.protocol, top1_maps)
-        self.update_normalized(normalize_maps(self.protocol, maps), gt_boxes, labels, logits, top1_normalized=top1)
+        self.update_normalized(
+            normalize_maps(self.protocol, maps), gt_boxes, labels, logits, names=names, top1_normalized=top1
+        )
 
     def update_normalized(
         self,
@@ -361,9 +370,10 @@ class MaskAccumulator(_Counts):
     def _signature(self) -> tuple:
         return (self.protocol, tuple(self.thresholds.tolist()))
 
-    def update(self, maps: Any, label_maps: Any) -> None:
-        """Add RAW maps (B, h, w) with label maps (B, S, S) uint8: 1 foreground, 0 background, 255 ignore."""
-        self.update_normalized(normalize_maps(self.protocol, maps), label_maps)
+    def update(self, maps: Any, label_maps: Any, names: Sequence[str] | None = None) -> None:
+        """Add RAW maps (B, h, w) with label maps (B, S, S) uint8: 1 foreground, 0 background, 255 ignore;
+        `names` (the image ids) label errors."""
+        self.update_normalized(normalize_maps(self.protocol, maps), label_maps, names=names)
 
     def update_normalized(
         self, normalized: np.ndarray, label_maps: Any, names: Sequence[str] | None = None

@@ -222,14 +222,14 @@ class BoxAccumulator(_Counts):
             raise ValueError(
                 f"batch of {batch} maps has {len(gt_boxes)} GT box lists and {len(labels)} labels"
             )
-        top1 = top5 = None
+        ranked = top1 = top5 = None
         if logits is not None:
             logits = as_numpy(logits).astype(np.float64)
-            if logits.shape[0] != batch or logits.ndim != 2:
-                raise ValueError(f"logits must have shape ({batch}, num_classes), got {logits.shape}")
-            order = np.argsort(-logits, axis=1, kind="stable")  # ties → lower class index, as argmax
-            top1 = order[:, 0] == labels
-            top5 = (order[:, :5] == labels[:, None]).any(1)
+            if logits.shape[0] != batch or logits.ndim != 2 or logits.shape[1] == 0:
+                raise ValueError(f"logits must have shape ({batch}, num_classes > 0), got {logits.shape}")
+            ranked = top5_classes(logits)  # ties → lower class index, as argmax; NO_CLASS pads < 5 classes
+            hits = (ranked == labels[:, None]) & (ranked != NO_CLASS)
+            top1, top5 = hits[:, 0], hits.any(1)
         by_prediction = self.protocol.box_map == "top1_class" and top1 is not None
         if by_prediction and (top1_normalized is None or len(top1_normalized) != batch):
             raise ValueError(
@@ -258,12 +258,10 @@ class BoxAccumulator(_Counts):
         c["v1"] += (box_v1[None] >= self._deltas).sum(1)
         c["v2"] += (box_v2[None] >= self._deltas).sum(1)
         c["gt_known"] += (box_v1 >= 0.5).sum(0)
-        if logits is None:
-            if self._records is not None:
-                self._record(names, labels, None, box_v1, box_v2)
-            return
         if self._records is not None:
-            self._record(names, labels, top5_classes(logits), box_v1, box_v2)
+            self._record(names, labels, ranked, box_v1, box_v2)
+        if logits is None:
+            return
         located = iou_v1 > 0.5 if self.protocol.strict_topk else iou_v1 >= 0.5
         c["classified"] += batch
         c["top1_cls"] += top1.sum()

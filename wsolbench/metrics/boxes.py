@@ -162,22 +162,19 @@ def _sweep(
     return _Sweep(v1_boxes, iou_v2, inverse, boxes)
 
 
-def sweep_boxes(protocol: EvalProtocol, normalized: np.ndarray, thresholds: np.ndarray):
+def sweep_boxes(
+    protocol: EvalProtocol, normalized: np.ndarray, thresholds: np.ndarray
+) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
     """Boxes of one normalized (H, W) map at every threshold.
 
-    Returns (boxes (M, 4) int64, starts (U,), v1 (U,), inverse (T,)): level u owns
-    boxes[starts[u]:starts[u+1]] (V2: all contours), boxes[v1[u]] is its V1 box, and threshold k uses
-    level inverse[k]. A box is (x, y, x+w, y+h) of the boundingRect / component, clipped to
-    (W − 1, H − 1) if the protocol clips; an empty foreground gives the protocol's empty box.
-    Builds every box of every level: for scoring, sweep_ious takes the IoUs without keeping them.
+    Returns (boxes, v1, inverse): threshold k uses level u = inverse[k] (inverse (T,)); boxes[u]
+    (K_u, 4) int64 holds all of level u's boxes (V2: all contours) and v1[u] (v1 (U, 4)) is its V1
+    box, one of them. A box is (x, y, x+w, y+h) of the boundingRect / component, clipped to
+    (W − 1, H − 1) if the protocol clips; an empty foreground gives the protocol's empty box. Builds
+    every box of every level: for scoring, sweep_ious takes the IoUs without keeping them.
     """
     swept = _sweep(protocol, normalized, thresholds, np.zeros((1, 4), np.int64), keep_boxes=True)
-    counts = np.array([len(b) for b in swept.boxes], dtype=np.int64)
-    starts = np.zeros(len(counts), dtype=np.int64)
-    np.cumsum(counts[:-1], out=starts[1:])
-    pairs = zip(swept.boxes, swept.v1_boxes, strict=True)
-    v1 = starts + [int(np.flatnonzero((level == box).all(1))[0]) for level, box in pairs]
-    return np.concatenate(swept.boxes), starts, v1, swept.inverse
+    return swept.boxes, swept.v1_boxes, swept.inverse
 
 
 def sweep_ious(

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from wsolbench.errors import BadFileError, BadValueError
-from wsolbench.metrics.boxes import check_boxes, sweep_ious
+from wsolbench.metrics.boxes import check_boxes, sweep_ious_unchecked
 from wsolbench.metrics.maps import as_numpy, normalize_maps
 from wsolbench.metrics.per_image import NO_CLASS, TOPK, PerImage, concat, encode_iou, top5_classes
 from wsolbench.metrics.protocols import EvalProtocol
@@ -245,11 +245,11 @@ class BoxAccumulator(_Counts):
             boxes = check_boxes(as_numpy(gt_boxes[i]), f"{names[i]}: GT box")
             if len(boxes) == 0:
                 raise BadFileError(f"{names[i]}: no GT box")
-            iou_v1[i], iou_v2[i] = sweep_ious(self.protocol, normalized[i], self.thresholds, boxes)
+            iou_v1[i], iou_v2[i] = sweep_ious_unchecked(self.protocol, normalized[i], self.thresholds, boxes)
             if by_prediction:
                 box_v1[i], box_v2[i] = (
                     (iou_v1[i], iou_v2[i]) if top1[i]
-                    else sweep_ious(self.protocol, top1_normalized[i], self.thresholds, boxes)
+                    else sweep_ious_unchecked(self.protocol, top1_normalized[i], self.thresholds, boxes)
                 )
         if not self.protocol.multi_contour:
             box_v2 = box_v1

@@ -47,8 +47,12 @@ def check_boxes(boxes: np.ndarray, what: str) -> np.ndarray:
 
 def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """(M, K) IoU of inclusive pixel boxes: areas and intersection count pixels (+1); 0 if union ≤ 0."""
-    a = check_boxes(a, "box_iou first argument")[:, None, :]
-    b = check_boxes(b, "box_iou second argument")[None, :, :]
+    return _box_iou(check_boxes(a, "box_iou first argument"), check_boxes(b, "box_iou second argument"))
+
+
+def _box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """box_iou of boxes already valid (M, 4) and (K, 4) int64: check_boxes' output, or boxes built here."""
+    a, b = a[:, None, :], b[None, :, :]
     iw = np.maximum(0, np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]) + 1)
     ih = np.maximum(0, np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]) + 1)
     inter = iw * ih
@@ -150,7 +154,7 @@ def _sweep(
         x, y, w, h = _contour_level((source > cuts[u]).view(np.uint8))
         v1_boxes[u] = (x, y, min(x + w, limit[0]), min(y + h, limit[1]))
     iou_v2 = np.maximum(blob_iou, hole_iou)
-    iou_v2[empty] = box_iou(v1_boxes[empty], gt).max(1) if empty.any() else 0.0
+    iou_v2[empty] = _box_iou(v1_boxes[empty], gt).max(1) if empty.any() else 0.0
     boxes = None
     if keep_boxes:
         boxes = [
@@ -181,6 +185,12 @@ def sweep_ious(
     protocol: EvalProtocol, normalized: np.ndarray, thresholds: np.ndarray, gt_boxes: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """(IoU_V1 (T,), IoU_V2 (T,)) of one normalized map vs its GT boxes (max over GT, and contours for V2)."""
-    gt_boxes = check_boxes(gt_boxes, "GT boxes")
+    return sweep_ious_unchecked(protocol, normalized, thresholds, check_boxes(gt_boxes, "GT boxes"))
+
+
+def sweep_ious_unchecked(
+    protocol: EvalProtocol, normalized: np.ndarray, thresholds: np.ndarray, gt_boxes: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """sweep_ious of GT boxes that check_boxes has validated already (the accumulators' hot path)."""
     swept = _sweep(protocol, normalized, thresholds, gt_boxes, keep_boxes=False)
-    return box_iou(swept.v1_boxes, gt_boxes).max(1)[swept.inverse], swept.iou_v2[swept.inverse]
+    return _box_iou(swept.v1_boxes, gt_boxes).max(1)[swept.inverse], swept.iou_v2[swept.inverse]

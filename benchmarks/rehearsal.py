@@ -43,6 +43,8 @@ from PIL import Image
 from wsolbench.datasets._build import SHIPPED_METADATA
 from wsolbench.datasets.ilsvrc import TRAIN_IMAGES as ILSVRC_TRAIN_IMAGES
 
+from wsolbench.annotations import read_metadata
+
 CUB_TRAIN_IMAGES, CUB_TEST_IMAGES, CUB_EPOCHS = 5_994, 5_794, 30
 ILSVRC_TEST_IMAGES, ILSVRC_EPOCHS = 50_000, 1
 BACKBONE = "deit_small_patch16_224"
@@ -51,18 +53,11 @@ TRAIN_RUN_TEST_IMAGES = 8  # what the train command scores at its end (not timed
 
 def read_split(split: str) -> list[tuple[str, int, tuple[int, int], tuple[float, float, float, float]]]:
     """(image id, class, (width, height), first box x0 y0 x1 y1) of a shipped CUB metadata split."""
-    folder = SHIPPED_METADATA / "CUB" / split
-    labels = dict(line.rsplit(",", 1) for line in (folder / "class_labels.txt").read_text().split())
-    sizes = {}
-    for line in (folder / "image_sizes.txt").read_text().split():
-        image_id, width, height = line.rsplit(",", 2)
-        sizes[image_id] = (int(width), int(height))
-    boxes: dict[str, tuple[float, ...]] = {}
-    for line in (folder / "localization.txt").read_text().split():
-        image_id, *coords = line.rsplit(",", 4)
-        boxes.setdefault(image_id, tuple(float(c) for c in coords))
-    ids = (folder / "image_ids.txt").read_text().split()
-    return [(i, int(labels[i]), sizes[i], boxes[i]) for i in ids]
+    metadata = read_metadata(SHIPPED_METADATA / "CUB" / split)
+    return [
+        (i, metadata.labels[i], metadata.sizes[i], tuple(float(c) for c in metadata.boxes[i][0]))
+        for i in metadata.image_ids
+    ]
 
 
 def round_robin(items: list, count: int) -> list:

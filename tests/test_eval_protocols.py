@@ -267,8 +267,8 @@ def test_sat_and_ts_cam_compute_in_float32():
     protocol = get_protocol("sat", crop_size=6, resize_size=6)
 
     def v1_box(prepared):
-        boxes, _, v1, inverse = sweep_boxes(protocol, prepared, np.array([0.4]))
-        return boxes[v1[inverse[0]]].tolist()
+        _, v1, inverse = sweep_boxes(protocol, prepared, np.array([0.4]))
+        return v1[inverse[0]].tolist()
 
     assert v1_box(m) == [1, 1, 2, 2]
     assert v1_box(m.astype(np.float64)) == [3, 3, 5, 5]  # in float64, float32(0.4) = 0.40000000596 > 0.4

@@ -7,7 +7,7 @@ import pytest
 import torch
 from reference_metrics import reference_box_counts
 
-from wsolbench.metrics.accumulators import BoxAccumulator
+from wsolbench.metrics.accumulators import BoxAccumulator, MaskAccumulator
 from wsolbench.metrics.maps import normalize_maps
 from wsolbench.metrics.protocols import EVAL_PROTOCOLS, get_protocol, threshold_list
 
@@ -197,3 +197,13 @@ def test_update_prepares_raw_maps():
     direct.update_normalized(normalize_maps(protocol, raw), [np.array([[4, 4, 11, 11]])], [0])
     for key, array in direct.counts().items():
         np.testing.assert_array_equal(acc.counts()[key], array)
+
+
+def test_update_names_label_errors():
+    """The raw-map `update` of both accumulators passes the image ids on to their errors."""
+    protocol = get_protocol("wsolevaluation", crop_size=8)
+    raw = np.random.default_rng(0).random((1, 4, 4))
+    with pytest.raises(RuntimeError, match="img7: GT box"):
+        BoxAccumulator(protocol, [0.5]).update(raw, [np.array([[3, 0, 1, 3]])], [0], names=["img7"])
+    with pytest.raises(ValueError, match="img8: label map"):
+        MaskAccumulator(protocol, [0.5]).update(raw, np.full((1, 8, 8), 7, np.uint8), names=["img8"])

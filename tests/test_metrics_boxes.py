@@ -14,10 +14,9 @@ from wsolbench.metrics.protocols import get_protocol, threshold_list
 
 def boxes_at(convention: str, scoremap: np.ndarray, tau: float) -> tuple[tuple, set]:
     """(V1 box, set of V2 boxes) of a normalized map at τ under a protocol's box rule."""
-    boxes, starts, v1, inverse = sweep_boxes(
-        get_protocol(convention), np.asarray(scoremap, float), np.array([tau])
-    )
-    return tuple(boxes[v1[0]].tolist()), {tuple(b) for b in boxes.tolist()}
+    boxes, v1, inverse = sweep_boxes(get_protocol(convention), np.asarray(scoremap, float), np.array([tau]))
+    level = inverse[0]
+    return tuple(v1[level].tolist()), {tuple(b) for b in boxes[level].tolist()}
 
 
 def grid(height: int, width: int, cells: dict) -> np.ndarray:
@@ -105,8 +104,8 @@ def test_c8_quantization_and_clipping():
 
 
 def test_c9_full_v1_sweep():
-    boxes, _, v1, inverse = sweep_boxes(get_protocol("wsolevaluation"), C9, np.array([0, 0.2, 0.4, 0.6, 0.8]))
-    assert [tuple(b) for b in boxes[v1][inverse].tolist()] == [
+    _, v1, inverse = sweep_boxes(get_protocol("wsolevaluation"), C9, np.array([0, 0.2, 0.4, 0.6, 0.8]))
+    assert [tuple(b) for b in v1[inverse].tolist()] == [
         (0, 0, 4, 3),
         (0, 0, 2, 2),
         (0, 3, 3, 3),
@@ -117,8 +116,8 @@ def test_c9_full_v1_sweep():
 
 def test_reference_suite_zero_map():
     taus = np.array([0, 0.2, 0.4, 0.6, 0.8])
-    boxes, _, v1, inverse = sweep_boxes(get_protocol("wsolevaluation"), np.zeros((3, 3)), taus)
-    assert boxes[v1][inverse].tolist() == [[0, 0, 0, 0]] * 5
+    _, v1, inverse = sweep_boxes(get_protocol("wsolevaluation"), np.zeros((3, 3)), taus)
+    assert v1[inverse].tolist() == [[0, 0, 0, 0]] * 5
 
 
 def test_c14_threshold_relative_to_map_max():

@@ -58,12 +58,12 @@ def random_maps(count: int, seed: int) -> list[np.ndarray]:
 
 def swept(convention: str, scoremap: np.ndarray, thresholds: np.ndarray):
     """[(V1 box, sorted V2 boxes)] per threshold from sweep_boxes."""
-    boxes, starts, v1, inverse = sweep_boxes(get_protocol(convention), scoremap, thresholds)
-    ends = np.r_[starts[1:], len(boxes)]
+    boxes, v1, inverse = sweep_boxes(get_protocol(convention), scoremap, thresholds)
     out = []
     for u in inverse:
-        level = sorted(map(tuple, boxes[starts[u] : ends[u]].tolist()))
-        out.append((tuple(boxes[v1[u]].tolist()), level))
+        level = sorted(map(tuple, boxes[u].tolist()))
+        assert tuple(v1[u].tolist()) in level  # the V1 box is one of its level's boxes
+        out.append((tuple(v1[u].tolist()), level))
     return out
 
 

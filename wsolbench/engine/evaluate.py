@@ -21,10 +21,10 @@ from wsolbench.contracts.method import WSOLMethod
 from wsolbench.engine.distributed import DistInfo, all_gather_object, all_reduce_sum_
 from wsolbench.engine.loaders import WSOLDataset, collate
 from wsolbench.metrics.accumulators import BoxAccumulator, MaskAccumulator, MetricResult
-from wsolbench.metrics.boxes import sweep_boxes
 from wsolbench.metrics.maps import normalize_maps
 from wsolbench.metrics.per_image import PerImage, concat
 from wsolbench.metrics.protocols import EvalProtocol, get_protocol, threshold_list
+from wsolbench.metrics.to_boxes import normalized_maps_to_boxes
 from wsolbench.prepared_dataset import PreparedDataset
 
 SAMPLE_COUNT = 8
@@ -116,7 +116,7 @@ def accumulate(
         localization = model.localize(images, class_ids=labels)
         maps = localization.maps.float().cpu()
         if masks:
-            accumulator.update(maps, batch["mask"].numpy())
+            accumulator.update(maps, batch["mask"].numpy(), names=batch["image_id"])
             continue
         logits = localization.logits
         if crops is not None:
@@ -124,9 +124,8 @@ def accumulate(
             flat = model(views.flatten(0, 1)).logits.float()
             logits = flat.softmax(-1).view(len(labels), views.shape[1], -1).mean(1)
         top1_maps = top1_class_maps(model, images, labels, logits, maps) if protocol.box_map == "top1_class" else None
-        top1 = None if top1_maps is None else normalize_maps(protocol, top1_maps)
-        accumulator.update_normalized(normalize_maps(protocol, maps), batch["boxes"], labels.cpu(),
-                                    logits.float().cpu(), names=batch["image_id"], top1_normalized=top1)
+        accumulator.update(maps, batch["boxes"], labels.cpu(), logits.float().cpu(), names=batch["image_id"],
+                           top1_maps=top1_maps)
     model.train(was_training)
     accumulator.reduce(lambda counts: all_reduce_sum_(counts, info))
     return accumulator
@@ -196,17 +195,13 @@ def qualitative_samples(
     mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
     std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
     pixels = ((batch["image"] * std + mean).clamp(0, 1) * 255).round().to(torch.uint8)
-    tau = np.array([threshold])
-    pred = []
-    for prepared_map in maps:
-        boxes, _, v1, inverse = sweep_boxes(protocol, prepared_map, tau)
-        pred.append(boxes[v1[inverse[0]]])
+    pred = normalized_maps_to_boxes(protocol, maps, threshold)  # one (1, 4) V1 box per image
     gt = [b[0].numpy() if len(b) else np.zeros(4, dtype=np.int64) for b in batch["boxes"]]
     return {
         "image_ids": np.array(batch["image_id"], dtype=str),
         "images": pixels.permute(0, 2, 3, 1).numpy(),
         "maps": maps.astype(np.float32),
-        "pred_boxes": np.stack(pred).astype(np.int64),
+        "pred_boxes": np.concatenate(pred).astype(np.int64),
         "gt_boxes": np.stack(gt).astype(np.int64),
         "threshold": np.float64(threshold),
     }

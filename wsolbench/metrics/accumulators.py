@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from wsolbench.errors import BadFileError, BadValueError
-from wsolbench.metrics.boxes import check_boxes, sweep_ious
+from wsolbench.metrics.boxes import check_boxes, sweep_ious_unchecked
 from wsolbench.metrics.maps import as_numpy, normalize_maps
 from wsolbench.metrics.per_image import NO_CLASS, TOPK, PerImage, concat, encode_iou, top5_classes
 from wsolbench.metrics.protocols import EvalProtocol
@@ -60,6 +60,15 @@ def _check_thresholds(thresholds: Any) -> np.ndarray:
             f"thresholds must lie in [0, 1), got {thresholds[(thresholds < 0) | (thresholds >= 1)][0]}"
         )
     return thresholds
+
+
+def threshold_index(thresholds: np.ndarray, tau: float, among: str = "the accumulator's thresholds") -> int:
+    """Index of the first of `thresholds` within 1e-9 (absolute) of a fixed τ; BadValueError
+    "fixed threshold τ is not among <among>" if there is none. Shared by the accumulators and stats."""
+    match = np.flatnonzero(np.isclose(thresholds, tau, rtol=0, atol=1e-9))
+    if len(match) == 0:
+        raise BadValueError(f"fixed threshold {tau} is not among {among}")
+    return int(match[0])
 
 
 def _frame(columns: dict[str, Any]) -> pd.DataFrame:
@@ -110,14 +119,8 @@ class _Counts:
         if fixed is None:
             raise ValueError("policy 'fixed' needs fixed_thresholds (a τ, a list of τ, or metric → τ)")
         if isinstance(fixed, dict):
-            return {key: self._index(tau) for key, tau in fixed.items()}
-        return np.asarray([self._index(tau) for tau in np.atleast_1d(fixed)])
-
-    def _index(self, tau: float) -> int:
-        match = np.flatnonzero(np.isclose(self.thresholds, tau, rtol=0, atol=1e-9))
-        if len(match) == 0:
-            raise BadValueError(f"fixed threshold {tau} is not among the accumulator's thresholds")
-        return int(match[0])
+            return {key: threshold_index(self.thresholds, tau) for key, tau in fixed.items()}
+        return np.asarray([threshold_index(self.thresholds, tau) for tau in np.atleast_1d(fixed)])
 
 
 class BoxAccumulator(_Counts):
@@ -179,16 +182,25 @@ class BoxAccumulator(_Counts):
         ))
 
     def update(
-        self, maps: Any, gt_boxes: Sequence[Any], labels: Any, logits: Any = None, top1_maps: Any = None
+        self,
+        maps: Any,
+        gt_boxes: Sequence[Any],
+        labels: Any,
+        logits: Any = None,
+        names: Sequence[str] | None = None,
+        top1_maps: Any = None,
     ) -> None:
         """Add a batch of RAW method maps (B, h, w); they are normalized as the protocol says (maps.py).
 
-        `top1_maps`: the raw maps of each image's top-1 predicted class, needed (with logits) when the
-        protocol reads its box metrics from them (box_map 'top1_class'); only images whose
-        prediction is wrong use them, since elsewhere they equal `maps`.
+        `names` (the image ids) label errors. `top1_maps`: the raw maps of each image's top-1
+        predicted class, needed (with logits) when the protocol reads its box metrics from them
+        (box_map 'top1_class'); only images whose prediction is wrong use them, since elsewhere they
+        equal `maps`.
         """
         top1 = None if top1_maps is None else normalize_maps(self.protocol, top1_maps)
-        self.update_normalized(normalize_maps(self.protocol, maps), gt_boxes, labels, logits, top1_normalized=top1)
+        self.update_normalized(
+            normalize_maps(self.protocol, maps), gt_boxes, labels, logits, names=names, top1_normalized=top1
+        )
 
     def update_normalized(
         self,
@@ -210,14 +222,14 @@ class BoxAccumulator(_Counts):
             raise ValueError(
                 f"batch of {batch} maps has {len(gt_boxes)} GT box lists and {len(labels)} labels"
             )
-        top1 = top5 = None
+        ranked = top1 = top5 = None
         if logits is not None:
             logits = as_numpy(logits).astype(np.float64)
-            if logits.shape[0] != batch or logits.ndim != 2:
-                raise ValueError(f"logits must have shape ({batch}, num_classes), got {logits.shape}")
-            order = np.argsort(-logits, axis=1, kind="stable")  # ties → lower class index, as argmax
-            top1 = order[:, 0] == labels
-            top5 = (order[:, :5] == labels[:, None]).any(1)
+            if logits.shape[0] != batch or logits.ndim != 2 or logits.shape[1] == 0:
+                raise ValueError(f"logits must have shape ({batch}, num_classes > 0), got {logits.shape}")
+            ranked = top5_classes(logits)  # ties → lower class index, as argmax; NO_CLASS pads < 5 classes
+            hits = (ranked == labels[:, None]) & (ranked != NO_CLASS)
+            top1, top5 = hits[:, 0], hits.any(1)
         by_prediction = self.protocol.box_map == "top1_class" and top1 is not None
         if by_prediction and (top1_normalized is None or len(top1_normalized) != batch):
             raise ValueError(
@@ -233,11 +245,11 @@ class BoxAccumulator(_Counts):
             boxes = check_boxes(as_numpy(gt_boxes[i]), f"{names[i]}: GT box")
             if len(boxes) == 0:
                 raise BadFileError(f"{names[i]}: no GT box")
-            iou_v1[i], iou_v2[i] = sweep_ious(self.protocol, normalized[i], self.thresholds, boxes)
+            iou_v1[i], iou_v2[i] = sweep_ious_unchecked(self.protocol, normalized[i], self.thresholds, boxes)
             if by_prediction:
                 box_v1[i], box_v2[i] = (
                     (iou_v1[i], iou_v2[i]) if top1[i]
-                    else sweep_ious(self.protocol, top1_normalized[i], self.thresholds, boxes)
+                    else sweep_ious_unchecked(self.protocol, top1_normalized[i], self.thresholds, boxes)
                 )
         if not self.protocol.multi_contour:
             box_v2 = box_v1
@@ -246,12 +258,10 @@ class BoxAccumulator(_Counts):
         c["v1"] += (box_v1[None] >= self._deltas).sum(1)
         c["v2"] += (box_v2[None] >= self._deltas).sum(1)
         c["gt_known"] += (box_v1 >= 0.5).sum(0)
-        if logits is None:
-            if self._records is not None:
-                self._record(names, labels, None, box_v1, box_v2)
-            return
         if self._records is not None:
-            self._record(names, labels, top5_classes(logits), box_v1, box_v2)
+            self._record(names, labels, ranked, box_v1, box_v2)
+        if logits is None:
+            return
         located = iou_v1 > 0.5 if self.protocol.strict_topk else iou_v1 >= 0.5
         c["classified"] += batch
         c["top1_cls"] += top1.sum()
@@ -358,9 +368,10 @@ class MaskAccumulator(_Counts):
     def _signature(self) -> tuple:
         return (self.protocol, tuple(self.thresholds.tolist()))
 
-    def update(self, maps: Any, label_maps: Any) -> None:
-        """Add RAW maps (B, h, w) with label maps (B, S, S) uint8: 1 foreground, 0 background, 255 ignore."""
-        self.update_normalized(normalize_maps(self.protocol, maps), label_maps)
+    def update(self, maps: Any, label_maps: Any, names: Sequence[str] | None = None) -> None:
+        """Add RAW maps (B, h, w) with label maps (B, S, S) uint8: 1 foreground, 0 background, 255 ignore;
+        `names` (the image ids) label errors."""
+        self.update_normalized(normalize_maps(self.protocol, maps), label_maps, names=names)
 
     def update_normalized(
         self, normalized: np.ndarray, label_maps: Any, names: Sequence[str] | None = None

@@ -47,8 +47,12 @@ def check_boxes(boxes: np.ndarray, what: str) -> np.ndarray:
 
 def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """(M, K) IoU of inclusive pixel boxes: areas and intersection count pixels (+1); 0 if union ≤ 0."""
-    a = check_boxes(a, "box_iou first argument")[:, None, :]
-    b = check_boxes(b, "box_iou second argument")[None, :, :]
+    return _box_iou(check_boxes(a, "box_iou first argument"), check_boxes(b, "box_iou second argument"))
+
+
+def _box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """box_iou of boxes already valid (M, 4) and (K, 4) int64: check_boxes' output, or boxes built here."""
+    a, b = a[:, None, :], b[None, :, :]
     iw = np.maximum(0, np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]) + 1)
     ih = np.maximum(0, np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]) + 1)
     inter = iw * ih
@@ -150,7 +154,7 @@ def _sweep(
         x, y, w, h = _contour_level((source > cuts[u]).view(np.uint8))
         v1_boxes[u] = (x, y, min(x + w, limit[0]), min(y + h, limit[1]))
     iou_v2 = np.maximum(blob_iou, hole_iou)
-    iou_v2[empty] = box_iou(v1_boxes[empty], gt).max(1) if empty.any() else 0.0
+    iou_v2[empty] = _box_iou(v1_boxes[empty], gt).max(1) if empty.any() else 0.0
     boxes = None
     if keep_boxes:
         boxes = [
@@ -162,28 +166,31 @@ def _sweep(
     return _Sweep(v1_boxes, iou_v2, inverse, boxes)
 
 
-def sweep_boxes(protocol: EvalProtocol, normalized: np.ndarray, thresholds: np.ndarray):
+def sweep_boxes(
+    protocol: EvalProtocol, normalized: np.ndarray, thresholds: np.ndarray
+) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
     """Boxes of one normalized (H, W) map at every threshold.
 
-    Returns (boxes (M, 4) int64, starts (U,), v1 (U,), inverse (T,)): level u owns
-    boxes[starts[u]:starts[u+1]] (V2: all contours), boxes[v1[u]] is its V1 box, and threshold k uses
-    level inverse[k]. A box is (x, y, x+w, y+h) of the boundingRect / component, clipped to
-    (W − 1, H − 1) if the protocol clips; an empty foreground gives the protocol's empty box.
-    Builds every box of every level: for scoring, sweep_ious takes the IoUs without keeping them.
+    Returns (boxes, v1, inverse): threshold k uses level u = inverse[k] (inverse (T,)); boxes[u]
+    (K_u, 4) int64 holds all of level u's boxes (V2: all contours) and v1[u] (v1 (U, 4)) is its V1
+    box, one of them. A box is (x, y, x+w, y+h) of the boundingRect / component, clipped to
+    (W − 1, H − 1) if the protocol clips; an empty foreground gives the protocol's empty box. Builds
+    every box of every level: for scoring, sweep_ious takes the IoUs without keeping them.
     """
     swept = _sweep(protocol, normalized, thresholds, np.zeros((1, 4), np.int64), keep_boxes=True)
-    counts = np.array([len(b) for b in swept.boxes], dtype=np.int64)
-    starts = np.zeros(len(counts), dtype=np.int64)
-    np.cumsum(counts[:-1], out=starts[1:])
-    pairs = zip(swept.boxes, swept.v1_boxes, strict=True)
-    v1 = starts + [int(np.flatnonzero((level == box).all(1))[0]) for level, box in pairs]
-    return np.concatenate(swept.boxes), starts, v1, swept.inverse
+    return swept.boxes, swept.v1_boxes, swept.inverse
 
 
 def sweep_ious(
     protocol: EvalProtocol, normalized: np.ndarray, thresholds: np.ndarray, gt_boxes: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """(IoU_V1 (T,), IoU_V2 (T,)) of one normalized map vs its GT boxes (max over GT, and contours for V2)."""
-    gt_boxes = check_boxes(gt_boxes, "GT boxes")
+    return sweep_ious_unchecked(protocol, normalized, thresholds, check_boxes(gt_boxes, "GT boxes"))
+
+
+def sweep_ious_unchecked(
+    protocol: EvalProtocol, normalized: np.ndarray, thresholds: np.ndarray, gt_boxes: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """sweep_ious of GT boxes that check_boxes has validated already (the accumulators' hot path)."""
     swept = _sweep(protocol, normalized, thresholds, gt_boxes, keep_boxes=False)
-    return box_iou(swept.v1_boxes, gt_boxes).max(1)[swept.inverse], swept.iou_v2[swept.inverse]
+    return _box_iou(swept.v1_boxes, gt_boxes).max(1)[swept.inverse], swept.iou_v2[swept.inverse]

@@ -137,21 +137,24 @@ _OFFICIAL: dict[str, dict[str, OfficialEvaluator]] = {
 }
 
 
-def official_evaluator(name: str, dataset: str) -> OfficialEvaluator:
-    """The defaults of protocol `name`'s official test script on `dataset`."""
-    if name not in _OFFICIAL:
+def _check_name(name: str) -> None:
+    """BadValueError for a name that is not an evaluation protocol, with the closest valid one."""
+    if name not in EVAL_PROTOCOLS:
         raise BadValueError(
             f"unknown evaluation protocol {name!r}{closest(name, EVAL_PROTOCOLS)}; valid: {', '.join(EVAL_PROTOCOLS)}"
         )
+
+
+def official_evaluator(name: str, dataset: str) -> OfficialEvaluator:
+    """The defaults of protocol `name`'s official test script on `dataset`."""
+    _check_name(name)
     table = _OFFICIAL[name]
     return table.get(dataset, table["*"])
 
 
 def get_protocol(name: str, crop_size: int = 224, resize_size: int = 256) -> EvalProtocol:
     """The named protocol at the given frame size (resize_size matters only for 'sat')."""
-    if name not in EVAL_PROTOCOLS:
-        raise BadValueError(f"unknown evaluation protocol {name!r}{closest(name, EVAL_PROTOCOLS)}; "
-                         f"valid: {', '.join(EVAL_PROTOCOLS)}")
+    _check_name(name)
     if crop_size <= 0 or resize_size < crop_size:
         raise BadValueError(f"need 0 < crop_size <= resize_size, got crop {crop_size}, resize {resize_size}")
     # SAT, TS-CAM and SCM scale GT boxes as x / W · R, wsolevaluation as x · R / W

@@ -25,9 +25,9 @@ from wsolbench.annotations import EvalFrame, Metadata, atomic_write_text, mask_l
 from wsolbench.errors import BadFileError, BadValueError, MissingFileError, WsolbenchError, problem_report
 from wsolbench.metrics.accumulators import BoxAccumulator, MaskAccumulator
 from wsolbench.metrics.component_trees import load_kernels
-from wsolbench.metrics.per_image import PerImage, concat
+from wsolbench.metrics.per_image import concat
 from wsolbench.metrics.per_image import save as save_per_image
-from wsolbench.metrics.protocols import get_protocol, threshold_list
+from wsolbench.metrics.protocols import EvalProtocol, get_protocol, threshold_list
 
 METRICS = ("maxboxacc", "maxboxaccv2", "pxap")
 SIZE = 224
@@ -62,11 +62,18 @@ def load_scoremap(scoremaps: Path, image_id: str) -> np.ndarray:
     return scoremap
 
 
-def _score_chunk(task: tuple) -> tuple[dict[str, np.ndarray] | None, PerImage | None, list[str]]:
-    """(counts, per-image results when asked, []) of one chunk of images; (None, None, problems, one line
-    each) when some of its maps are missing or invalid. Runs in a worker process; each map is read once."""
-    scoremaps, metric, thresholds, iou_thresholds, mask_root, items, labels, record = task
-    protocol = get_protocol("wsolevaluation", crop_size=SIZE)
+def _accumulator(
+    protocol: EvalProtocol, metric: str, thresholds: np.ndarray, iou_thresholds: Sequence[int], record: bool = False
+) -> BoxAccumulator | MaskAccumulator:
+    if metric == "pxap":
+        return MaskAccumulator(protocol, thresholds)
+    return BoxAccumulator(protocol, thresholds, iou_thresholds, record_images=record)
+
+
+def _score_chunk(task: tuple) -> tuple[BoxAccumulator | MaskAccumulator | None, list[str]]:
+    """(the chunk's accumulator, []) of one chunk of images; (None, problems, one line each) when some of
+    its maps are missing or invalid. Runs in a worker process; each map is read once."""
+    protocol, scoremaps, metric, thresholds, iou_thresholds, mask_root, items, labels, record = task
     ids = [image_id for image_id, _ in items]
     loaded, problems = [], []
     for image_id in ids:
@@ -75,19 +82,20 @@ def _score_chunk(task: tuple) -> tuple[dict[str, np.ndarray] | None, PerImage | 
         except (ValueError, OSError) as error:
             problems.append(str(error))
     if problems:
-        return None, None, problems
+        return None, problems
     maps = np.stack(loaded)
+    acc = _accumulator(protocol, metric, thresholds, iou_thresholds, record)
     if metric == "pxap":
-        acc: Any = MaskAccumulator(protocol, thresholds)
         label_maps = np.stack([mask_label_map(entry, mask_root, protocol.frame) for _, entry in items])
         acc.update_normalized(maps, label_maps, names=ids)
-        return acc.counts(), None, []
-    acc = BoxAccumulator(protocol, thresholds, iou_thresholds, record_images=record)
-    acc.update_normalized(maps, [gt for _, gt in items], labels, names=ids)
-    return acc.counts(), acc.per_image() if record else None, []
+    else:
+        acc.update_normalized(maps, [gt for _, gt in items], labels, names=ids)
+    return acc, []
 
 
-def _items(metadata: Metadata, metric: str, mask_root: Path | None, where: Path) -> list[tuple[str, Any]]:
+def _items(
+    metadata: Metadata, metric: str, mask_root: Path | None, where: Path, frame: EvalFrame
+) -> list[tuple[str, Any]]:
     if metric == "pxap":
         if not metadata.masks:
             raise BadFileError(f"{where}: --metric pxap needs mask annotations in localization.txt")
@@ -99,7 +107,6 @@ def _items(metadata: Metadata, metric: str, mask_root: Path | None, where: Path)
         return [(i, metadata.masks[i]) for i in metadata.image_ids]
     if not metadata.boxes:
         raise BadFileError(f"{where}: --metric {metric} needs boxes in localization.txt")
-    frame = EvalFrame(SIZE, SIZE)
     items = []
     for image_id in metadata.image_ids:
         if image_id not in metadata.boxes:
@@ -131,10 +138,12 @@ def score_saved_maps(
     scoremaps, metadata_dir = Path(scoremaps), Path(metadata_dir)
     thresholds = threshold_list(cam_curve_interval)
     metadata = read_metadata(metadata_dir)
-    items = _items(metadata, metric, None if mask_root is None else Path(mask_root), metadata_dir)
+    protocol = get_protocol("wsolevaluation", crop_size=SIZE)
+    items = _items(metadata, metric, None if mask_root is None else Path(mask_root), metadata_dir, protocol.frame)
     workers = workers or os.cpu_count() or 1
     tasks = [
         (
+            protocol,
             scoremaps,
             metric,
             thresholds,
@@ -153,21 +162,15 @@ def score_saved_maps(
             chunks = list(pool.map(_score_chunk, tasks))
     else:
         chunks = [_score_chunk(task) for task in tasks]
-    problems = [line for _, _, lines in chunks for line in lines]
+    problems = [line for _, lines in chunks for line in lines]
     if problems:
         raise ScoreMapError(problem_report(
             f"{len(problems)} of {len(items)} score maps in {scoremaps} are missing or invalid", problems))
-    protocol = get_protocol("wsolevaluation", crop_size=SIZE)
-    acc: Any = (
-        MaskAccumulator(protocol, thresholds)
-        if metric == "pxap"
-        else BoxAccumulator(protocol, thresholds, iou_thresholds)
-    )
-    for counts, _, _ in chunks:
-        for key, array in acc.counts().items():
-            array += counts[key]
+    acc = _accumulator(protocol, metric, thresholds, iou_thresholds)
+    for part, _ in chunks:
+        acc.merge(part)
     if per_image_output is not None:
-        save_per_image(concat([part for _, part, _ in chunks]), per_image_output)
+        save_per_image(concat([part.per_image() for part, _ in chunks]), per_image_output)
     result = acc.result("oracle-test")
     record: dict[str, Any] = {"metric": metric}
     if metric == "pxap":

@@ -42,14 +42,17 @@ def maps_to_boxes(
         protocol = get_protocol(protocol, crop_size=crop_size, resize_size=resize_size)
     if not 0 <= threshold < 1:
         raise BadValueError(f"threshold must lie in [0, 1), got {threshold}")
+    return normalized_maps_to_boxes(protocol, normalize_maps(protocol, maps), threshold, all_boxes=all_boxes)
+
+
+def normalized_maps_to_boxes(
+    protocol: EvalProtocol, normalized: np.ndarray, threshold: float, *, all_boxes: bool = False
+) -> list[np.ndarray]:
+    """`maps_to_boxes` of maps already normalized by `protocol` (B, S, S); τ in [0, 1) is not checked."""
     tau = np.array([float(threshold)])
     out = []
-    for normalized in normalize_maps(protocol, maps):
-        boxes, starts, v1, inverse = sweep_boxes(protocol, normalized, tau)
+    for one in normalized:
+        boxes, v1, inverse = sweep_boxes(protocol, one, tau)
         level = int(inverse[0])
-        if all_boxes:
-            end = starts[level + 1] if level + 1 < len(starts) else len(boxes)
-            out.append(boxes[starts[level] : end].copy())
-        else:
-            out.append(boxes[v1[level]][None].copy())
+        out.append(boxes[level].copy() if all_boxes else v1[level][None].copy())
     return out

@@ -13,7 +13,7 @@ import numpy as np
 
 from wsolbench.annotations import EvalFrame
 from wsolbench.errors import BadValueError
-from wsolbench.registry import closest
+from wsolbench.registry import unknown_name
 
 THRESHOLD_POLICIES = ("oracle-test", "fixed", "val")
 
@@ -140,9 +140,7 @@ _OFFICIAL: dict[str, dict[str, OfficialEvaluator]] = {
 def _check_name(name: str) -> None:
     """BadValueError for a name that is not an evaluation protocol, with the closest valid one."""
     if name not in EVAL_PROTOCOLS:
-        raise BadValueError(
-            f"unknown evaluation protocol {name!r}{closest(name, EVAL_PROTOCOLS)}; valid: {', '.join(EVAL_PROTOCOLS)}"
-        )
+        raise BadValueError(unknown_name("evaluation protocol", name, EVAL_PROTOCOLS))
 
 
 def official_evaluator(name: str, dataset: str) -> OfficialEvaluator:

@@ -22,6 +22,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from wsolbench.metrics.accumulators import threshold_index
 from wsolbench.metrics.per_image import PerImage, PerImageFileError, above, at_least
 
 POLICIES = ("oracle-test", "fixed")
@@ -151,10 +152,7 @@ def _metric_values(scored: Scored, counts: np.ndarray, hits: dict[str, np.ndarra
 def _tau_index(per_image: PerImage, thresholds: dict[str, float], key: str) -> int:
     if key not in thresholds:
         raise ValueError(f"fixed thresholds have no τ for {key}")
-    match = np.flatnonzero(np.isclose(per_image.thresholds, thresholds[key], rtol=0, atol=1e-9))
-    if len(match) == 0:
-        raise ValueError(f"fixed τ {thresholds[key]} of {key} is not among the recorded thresholds")
-    return int(match[0])
+    return threshold_index(per_image.thresholds, thresholds[key], among=f"the recorded thresholds ({key})")
 
 
 def point_values(scored: Scored) -> dict[str, float]:
